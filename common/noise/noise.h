@@ -36,8 +36,10 @@ typedef struct {
 } dy_noise_t;
 
 /* Fills nz for mech (GEOMETRIC or DISCRETE_GAUSSIAN) and dp.  Errors:
- * -EINVAL with a reason for epsilon <= 0, delta not in (0, 1), other
- * mechanisms, or an offset above 10^7.  Free with dy_noise_free. */
+ * -EINVAL for epsilon <= 0 or not finite, delta not in (0, 1] (1 is the
+ * reference's mpc_noise budget, (1, 1)), contributors < 1, a GEOMETRIC
+ * sensitivity <= 0, other mechanisms, or an offset outside [0, 10^7].
+ * Free with dy_noise_free. */
 int dy_noise_init(dy_noise_t *nz, dy_noise_mech_t mech, dy_dp_params_t dp, int contributors,
                   double sensitivity);
 void dy_noise_free(dy_noise_t *nz);
@@ -48,6 +50,12 @@ int dy_noise_offset(dy_noise_mech_t mech, dy_dp_params_t dp, int contributors,
 
 /* P(component = v) for v in [0, 2·off]; 0 outside. */
 double dy_noise_pmf(const dy_noise_t *nz, int64_t v);
+
+/* q(k) of NB(r, p) renormalised on [0, off] (the law of A and B in a
+ * GEOMETRIC component, with r = 1/n): q(0) = (1-p)^r,
+ * q(k+1) = q(k)·p·(k+r)/(k+1), divided by their sum.  0 for k outside
+ * [0, off] or bad parameters, NaN if out of memory.  O(off); for tests. */
+double dy_noise_nb_pmf(double r, double p, int64_t off, int64_t k);
 
 /* Draws one component in [0, 2·off].  0 or -EIO. */
 int dy_noise_draw(const dy_noise_t *nz, int64_t *ret);

@@ -20,9 +20,16 @@ typedef struct {
 } dy_fvec_index_t;
 
 /* Builds the index for the window [start, start+width) of the unit
- * interval (as the spec's vid_sampling_interval), wrapping past 1.
- * 0, -EINVAL or -ENOMEM. */
+ * interval (as the spec's vid_sampling_interval), wrapping past 1.  As the
+ * reference's FrequencyVectorBuilder (in float arithmetic, as Kotlin's
+ * Int * Float): lo = (int)((float)P * start), hi = (int)((float)P *
+ * (start + width)); R = max(1, min(P, hi - lo)); the vid of rank
+ * (lo + j) mod P, ranks ordered by (h(vid), vid), sits at position j.
+ * Ranks 0..P-1 hashed on dy_par_default_threads() threads.
+ * 0, -EINVAL (population 0 or above 2^31 - 1, width not in (0, 1], start
+ * not in [0, 1]), -EIO or -ENOMEM.  Free with dy_fvec_index_free. */
 int dy_fvec_index_init(dy_fvec_index_t *ix, uint64_t population, float start, float width);
+/* NULL-safe and idempotent. */
 void dy_fvec_index_free(dy_fvec_index_t *ix);
 
 /* Fills out[0..R) with min(events, Ke) at each of edp's vids in the window,

@@ -39,18 +39,30 @@ void dy_ll_sketch_free(dy_ll_sketch_t *sk);
 
 /* Inserts one raw register (merging: equal keys add counts, different keys
  * destroy).  Keeps regs sorted; amortised O(log n) via a final sort is not
- * required: callers may add in any order and call dy_ll_sketch_finish. */
+ * required: callers may add in any order and call dy_ll_sketch_finish.
+ * key is the stored key (0 = destroyed; other values are not range-checked)
+ * and count must be >= 1 unless key is 0.  0, -EINVAL (index outside
+ * [0, m), count 0) or -ENOMEM. */
 int dy_ll_sketch_put(dy_ll_sketch_t *sk, int64_t index, uint64_t key, uint64_t count);
 
-/* Adds a person (vid) with `events` >= 1 events. */
+/* Adds a person (vid) with `events` >= 1 events: index from the "Index"
+ * fingerprint, key = "SamplingIndicator" fingerprint mod 10^7, plus 1.
+ * 0, -EINVAL (events 0) or -ENOMEM. */
 int dy_ll_sketch_add_vid(dy_ll_sketch_t *sk, uint64_t vid, uint64_t events);
 
-/* Sorts and merges registers with equal indices.  0 or -ENOMEM. */
+/* Sorts and merges registers with equal indices (a destroyed register's
+ * count is the sum, and meaningless).  Idempotent.  0 or -EINVAL. */
 int dy_ll_sketch_finish(dy_ll_sketch_t *sk);
 
 /* E1 exponential integral, E(c), invert and LLEstimate (§6.1). */
+/* E1(y) for y > 0 exactly as libstdc++ computes it; NaN for y <= 0. */
 double dy_ll_e1(double y);
+/* E(c): the expected number of active registers for c people; 0 for c = 0
+ * (or m < 1). */
 uint64_t dy_ll_expected(double a, int64_t m, uint64_t c);
+/* The reference's search for c with E(c) = target (invert(0) = 1,
+ * invert(1) = 2).  0, -EINVAL (a <= 1, m < 1) or -ERANGE (the search
+ * passes 2^62: sketch_saturated). */
 int dy_ll_invert(double a, int64_t m, uint64_t target, uint64_t *ret);
 /* reach = trunc((double)invert(active) / (double)width).  -EINVAL with
  * a <= 1, m <= active, width not in (0, 1]; -ERANGE if saturated. */
