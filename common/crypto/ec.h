@@ -78,7 +78,10 @@ BIGNUM **dy_scalars_new(size_t n);
 void dy_scalars_free(BIGNUM **s, size_t n);
 
 /* Sets each of out[0..n) to a uniform scalar in [1, n-1], drawing the
- * bytes in bulk from dy_rand_bytes (rejecting 0 and >= order).  0 or -EIO. */
+ * bytes in bulk from dy_rand_bytes (rejecting 0 and >= order).  0 or -EIO.
+ * Replay rule: the candidates are the consecutive 32-byte big-endian blocks
+ * of the random stream, in order; a rejected block is skipped, no other
+ * bytes are drawn.  The results carry BN_FLG_CONSTTIME. */
 int dy_ec_rand_scalars(const dy_ec_t *self, BIGNUM **out, size_t n);
 
 /* Parses a big-endian scalar of 1..32 bytes; must be in [1, order-1].
@@ -122,7 +125,8 @@ int dy_ec_encode_many(const dy_ec_t *self, EC_POINT **pts, size_t n, uint8_t *ou
 
 /* ---- arithmetic ----------------------------------------------------------- */
 
-/* r = s·p (variable base, constant time). */
+/* r = s·p (variable base, constant time).  In the multiplications below r
+ * may alias any input point (nistz256 writes r only at the end). */
 int dy_ec_mul(const dy_ec_t *self, EC_POINT *r, const EC_POINT *p, const BIGNUM *s, BN_CTX *ctx);
 /* r = s·G (fixed base, precomputed table). */
 int dy_ec_mul_g(const dy_ec_t *self, EC_POINT *r, const BIGNUM *s, BN_CTX *ctx);
@@ -138,6 +142,11 @@ int dy_ec_copy(EC_POINT *r, const EC_POINT *a);
 /* 1 if a == b, 0 if not, negative on error. */
 int dy_ec_eq(const dy_ec_t *self, const EC_POINT *a, const EC_POINT *b, BN_CTX *ctx);
 bool dy_ec_is_inf(const dy_ec_t *self, const EC_POINT *p);
+
+/* true if the group runs on OpenSSL's constant-time nistz256 method (the
+ * x86_64 assembly), which every secret multiplication here relies on.
+ * Detected as: none of the exported GFp methods, with a built-in G table. */
+bool dy_ec_is_nistz256(const dy_ec_t *self);
 
 /* ---- fixed-base tables (CRYPTO.md §11 item 1) ------------------------------ */
 

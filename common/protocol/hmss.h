@@ -58,4 +58,14 @@ int dy_hmss_to_le(const uint32_t *v, size_t n, dy_buf_t *out);
 int dy_hmss_from_le(const uint8_t *in, size_t len, uint64_t q, uint32_t **ret, size_t *ret_n,
                     dy_err_t *err);
 
+/* Parallel, bit-identical equivalents of the §8.3 PRNG calls (CRYPTO.md
+ * §11 item 8), for EDPs, benchmarks and tests:
+ * dy_hmss_expand: out[0..n) = PRNG(seed).uniform(n, q) on a fresh
+ * generator, 2 <= q <= 2^32.  0, -EINVAL or -EIO.
+ * dy_hmss_permute: v = Shuffle(v, seed) (n < 2^32).  0, -EINVAL, -ENOMEM
+ * or -EIO.  Both use up to `threads` threads (< 1 means 1). */
+int dy_hmss_expand(const uint8_t seed[DY_PRNG_SEED_LEN], uint64_t q, size_t n, int threads,
+                   uint32_t *out);
+int dy_hmss_permute(const uint8_t seed[DY_PRNG_SEED_LEN], uint32_t *v, size_t n, int threads);
+
 #endif

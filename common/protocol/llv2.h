@@ -60,7 +60,12 @@ void dy_llv2_destroy(dy_llv2_t **self_p);
 /* Validates the parameters alone (§3.1 checks, noise mechanism). */
 int dy_llv2_params_check(const dy_llv2_params_t *params, bool reach_only, dy_err_t *err);
 
-/* Setup (§4.2).  reqs[0..nreqs) are this duchy's requisition blobs; at AGG
+/* Stage outputs: out is reset (len = 0, storage reused) and receives the
+ * whole output; it must not alias the input.  On failure out is empty and
+ * err holds the typed error (bad_length, invalid_point, identity_point,
+ * sketch_saturated, noise_lookup_miss, ...).  Counters are added to.
+ *
+ * Setup (§4.2).  reqs[0..nreqs) are this duchy's requisition blobs; at AGG
  * crv_in is NA1's output || NA2's output (NULL/0 elsewhere). */
 int dy_llv2_setup(dy_llv2_t *self, const dy_buf_t *reqs, size_t nreqs, const uint8_t *crv_in,
                   size_t crv_len, dy_buf_t *out, dy_stage_counters_t *cnt, dy_err_t *err);
@@ -85,6 +90,16 @@ int dy_rollv2_setup(dy_llv2_t *self, const dy_buf_t *reqs, size_t nreqs, const u
                     size_t crv_len, dy_buf_t *out, dy_stage_counters_t *cnt, dy_err_t *err);
 int dy_rollv2_exec(dy_llv2_t *self, const uint8_t *in, size_t len, dy_buf_t *out,
                    int64_t *ret_reach, dy_stage_counters_t *cnt, dy_err_t *err);
+
+/* Reach-only setup at AGG with the NAs' outputs given apart (each ends with
+ * its excessive-noise block X_i, which AGG must find).  Prefer this to
+ * dy_rollv2_setup at AGG: a concatenation NA1 || NA2 does not always say
+ * where NA1's output ends (e.g. when NA2 sends only its X block);
+ * dy_rollv2_setup then splits it by block order only when exactly one
+ * split is possible, and fails with "ambiguous_input" otherwise. */
+int dy_rollv2_setup_agg(dy_llv2_t *self, const dy_buf_t *reqs, size_t nreqs, const uint8_t *na1,
+                        size_t na1_len, const uint8_t *na2, size_t na2_len, dy_buf_t *out,
+                        dy_stage_counters_t *cnt, dy_err_t *err);
 
 /* Data provider: encrypts a finished sketch under the composite key Y
  * (33 bytes) for maximum frequency K: 390 B per register (index, key,
