@@ -385,10 +385,17 @@ static void s_run_llv2(const s_opts_t *o, s_run_t *run)
         }
         s_begin(run);
         memset(&cnt, 0, sizeof(cnt));
-        rc = (ro ? dy_rollv2_setup : dy_llv2_setup)(ctx[d], reqs[d], nreq[d],
-                                                      d == 2 ? crv_in.data : NULL,
-                                                      d == 2 ? crv_in.len : 0, &setup_out[d],
-                                                      &cnt, &err);
+        if (ro && d == 2)
+            /* Each NA's reach-only output ends with its own excessive-noise
+             * block, so AGG takes them apart. */
+            rc = dy_rollv2_setup_agg(ctx[d], reqs[d], nreq[d], setup_out[0].data,
+                                     setup_out[0].len, setup_out[1].data, setup_out[1].len,
+                                     &setup_out[d], &cnt, &err);
+        else
+            rc = (ro ? dy_rollv2_setup : dy_llv2_setup)(ctx[d], reqs[d], nreq[d],
+                                                          d == 2 ? crv_in.data : NULL,
+                                                          d == 2 ? crv_in.len : 0, &setup_out[d],
+                                                          &cnt, &err);
         if (rc < 0)
             s_die_err("setup", rc, &err);
         s_end(run, "setup", s_duchy_names[d]);
