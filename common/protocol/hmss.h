@@ -52,7 +52,8 @@ int dy_hmss_shuffle(const dy_hmss_params_t *p, int which, const dy_hmss_share_t 
 int dy_hmss_aggregate(const dy_hmss_params_t *p, const uint32_t *v1, const uint32_t *v2,
                       size_t len, size_t R, int64_t *ret_reach, double *freq, dy_err_t *err);
 
-/* Wire helpers: R × uint32 little-endian. */
+/* Wire helpers: R × uint32 little-endian.  to_le appends 4n bytes to out:
+ * 0, -EINVAL or -ENOMEM. */
 int dy_hmss_to_le(const uint32_t *v, size_t n, dy_buf_t *out);
 /* Parses len bytes (a multiple of 4) into *ret (caller frees), each < q. */
 int dy_hmss_from_le(const uint8_t *in, size_t len, uint64_t q, uint32_t **ret, size_t *ret_n,
