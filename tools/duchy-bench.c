@@ -12,8 +12,9 @@
  *
  * Shapes: `reference` is the reference implementation's synthetic data
  * (LLv2: N distinct registers, register i has index i, key i+1, count
- * 1 + (i mod 7), in one requisition; HMSS: two data providers whose
- * register i holds (i + 3e) mod 5, capped at K); `campaign` draws the data
+ * 1 + (i mod 7), in one requisition; HMSS: two data providers e = 0, 1
+ * whose register i holds (i·(e+1)) mod 5, capped at K, so one register in
+ * five is unreached); `campaign` draws the data
  * providers from a seeded population (sketch/campaign.h).
  */
 #include "dy.h"
@@ -31,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 #define EX_USAGE 64
@@ -119,8 +121,8 @@ static void s_usage(FILE *out)
             "  --ring-modulus Q             HMSS ring modulus (127)\n"
             "  --edps N --population P --reach R --seed S   campaign shape (3, 1000000, "
             "20000, 1)\n"
-            "  --openssl-speed              also time `openssl speed ecdhp256` and report "
-            "units\n"
+            "  --openssl-speed              also time `openssl speed` (ecdhp256 for LLv2,\n"
+            "                               aes-256-ctr for HMSS) and report units\n"
             "  --json                       print one JSON object as the last line\n");
 }
 
@@ -467,7 +469,7 @@ static void s_run_hmss(const s_opts_t *o, s_run_t *run)
             if (vals[e] == NULL)
                 exit(1);
             for (size_t i = 0; i < R; i++) {
-                uint32_t v = (uint32_t)((i + 3 * (size_t)e) % 5);
+                uint32_t v = (uint32_t)((i * ((size_t)e + 1)) % 5);
                 vals[e][i] = v > (uint32_t)K ? (uint32_t)K : v;
             }
         }
@@ -596,6 +598,28 @@ static double s_openssl_ecdh_seconds(void)
     return op;
 }
 
+/* Seconds per byte of `openssl speed -evp aes-256-ctr` on 16 KiB blocks, or
+ * 0 if unavailable. */
+static double s_openssl_aes_byte_seconds(void)
+{
+    FILE *p = popen("openssl speed -seconds 2 -bytes 16384 -evp aes-256-ctr 2>/dev/null", "r");
+    if (p == NULL)
+        return 0;
+    char line[512];
+    double bps = 0;
+    while (fgets(line, sizeof(line), p)) {
+        /* "AES-256-CTR    8064560.13k" (thousands of bytes per second) */
+        if (strncasecmp(line, "aes-256-ctr", 11) != 0)
+            continue;
+        char *last = strrchr(line, ' ');
+        double k;
+        if (last && sscanf(last, " %lfk", &k) == 1 && k > 0)
+            bps = k * 1000.0;
+    }
+    pclose(p);
+    return bps > 0 ? 1.0 / bps : 0;
+}
+
 /* ---- output ------------------------------------------------------------------- */
 
 static void s_json_freq(const double *f, int n)
@@ -624,14 +648,15 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     uint64_t rss = (uint64_t)ru.ru_maxrss * 1024;
-    double ecdh = o.openssl_speed ? s_openssl_ecdh_seconds() : 0;
+    double ecdh = o.openssl_speed && llv2 ? s_openssl_ecdh_seconds() : 0;
+    double aes = o.openssl_speed && !llv2 ? s_openssl_aes_byte_seconds() : 0;
 
     double spr = nreg ? total / (double)nreg : 0;
 
-    fprintf(stderr, "duchy-bench: %s %s, %llu registers, %d thread(s): %.3f s, %.3f ms/register, "
+    fprintf(stderr, "duchy-bench: %s %s, %llu registers, %d thread(s): %.3f s, %.3f us/register, "
                     "peak RSS %.1f MB\n",
             s_proto_names[o.proto], o.campaign ? "campaign" : "reference",
-            (unsigned long long)nreg, o.threads, total, spr * 1e3, (double)rss / 1e6);
+            (unsigned long long)nreg, o.threads, total, spr * 1e6, (double)rss / 1e6);
     fprintf(stderr, "duchy-bench: reach %lld (true %lld", (long long)run.reach,
             (long long)run.true_reach);
     if (run.have_plaintext)
@@ -640,6 +665,10 @@ int main(int argc, char **argv)
     if (ecdh > 0)
         fprintf(stderr, "duchy-bench: openssl ecdhp256 op %.1f us: %.1f units per register\n",
                 ecdh * 1e6, spr / ecdh);
+    if (aes > 0)
+        fprintf(stderr, "duchy-bench: openssl aes-256-ctr %.3f ns/byte: %.0f byte-units per "
+                        "register\n",
+                aes * 1e9, spr / aes);
 
     if (!o.json)
         return 0;
@@ -667,6 +696,10 @@ int main(int argc, char **argv)
     if (ecdh > 0)
         printf(", \"openssl_ecdhp256_op_seconds\": %.9g, \"ecdh_units_per_register\": %.3f",
                ecdh, spr / ecdh);
+    if (aes > 0)
+        printf(", \"openssl_aes256ctr_byte_seconds\": %.9g, \"aes_byte_units_per_register\": "
+               "%.1f",
+               aes, spr / aes);
     printf("}\n");
     return 0;
 }
