@@ -50,6 +50,10 @@ typedef struct {
 typedef struct dy_llv2 dy_llv2_t;
 
 /* pub[i] is duchy i's 33-byte compressed key in ring order (NA1, NA2, AGG);
+ * params are checked as by dy_llv2_params_check (reach_only when K = 1, so
+ * the frequency privacy parameters are then ignored); the same context
+ * serves LLv2 and reach-only LLv2.  Builds two fixed-base tables (about
+ * 40 ms).  ec must outlive the context.
  * x is this duchy's 32-byte secret, whose public key must equal pub[role].
  * NULL on failure with err set (bad params, keys, identity composite key). */
 dy_llv2_t *dy_llv2_new(const dy_ec_t *ec, const dy_llv2_params_t *params, dy_llv2_role_t role,
