@@ -392,7 +392,7 @@ void dy_llv2_destroy(dy_llv2_t **self_p)
 }
 
 static int s_new_keys(dy_llv2_t *self, const uint8_t x[DY_SCALAR_LEN],
-                      const uint8_t pub[3][DY_PTC_LEN], BN_CTX *ctx, dy_err_t *err)
+                      const uint8_t (*pub)[DY_PTC_LEN], BN_CTX *ctx, dy_err_t *err)
 {
     const dy_ec_t *ec = self->ec;
     int r = (int)self->role;
@@ -423,7 +423,7 @@ static int s_new_keys(dy_llv2_t *self, const uint8_t x[DY_SCALAR_LEN],
 }
 
 dy_llv2_t *dy_llv2_new(const dy_ec_t *ec, const dy_llv2_params_t *params, dy_llv2_role_t role,
-                       const uint8_t x[DY_SCALAR_LEN], const uint8_t pub[3][DY_PTC_LEN],
+                       const uint8_t x[DY_SCALAR_LEN], const uint8_t (*pub)[DY_PTC_LEN],
                        dy_err_t *err)
 {
     if (ec == NULL || x == NULL || pub == NULL || (int)role < 0 || (int)role > 2) {

@@ -49,15 +49,16 @@ typedef struct {
  * fixed-base tables.  Caller destroys. */
 typedef struct dy_llv2 dy_llv2_t;
 
-/* pub[i] is duchy i's 33-byte compressed key in ring order (NA1, NA2, AGG);
- * params are checked as by dy_llv2_params_check (reach_only when K = 1, so
+/* params are checked as by dy_llv2_params_check (reach_only when K = 1, so
  * the frequency privacy parameters are then ignored); the same context
  * serves LLv2 and reach-only LLv2.  Builds two fixed-base tables (about
  * 40 ms).  ec must outlive the context.
- * x is this duchy's 32-byte secret, whose public key must equal pub[role].
+ * pub points to the three 33-byte public keys in ring order (NA1, NA2,
+ * AGG); x is this duchy's 32-byte secret, whose public key must equal
+ * pub[role].
  * NULL on failure with err set (bad params, keys, identity composite key). */
 dy_llv2_t *dy_llv2_new(const dy_ec_t *ec, const dy_llv2_params_t *params, dy_llv2_role_t role,
-                       const uint8_t x[DY_SCALAR_LEN], const uint8_t pub[3][DY_PTC_LEN],
+                       const uint8_t x[DY_SCALAR_LEN], const uint8_t (*pub)[DY_PTC_LEN],
                        dy_err_t *err);
 void dy_llv2_destroy(dy_llv2_t **self_p);
 
