@@ -14,6 +14,9 @@
  *              calls_per_second, call_burst, bytes_per_second, byte_burst,
  *              max_upload
  *   peers:     list of {id, endpoint, server_name}   (the two other duchies)
+ *   roles:     aggregator, first_non_aggregator, second_non_aggregator
+ *              (duchy ids; the federation's roles, the same in every duchy's
+ *              and the Kingdom's config: LLv2 uses the aggregator, HMSS all three)
  *   log:       verbose
  */
 #ifndef DY_DUCHY_CONFIG_H
@@ -60,6 +63,10 @@ typedef struct {
     /* peers */
     dy_duchy_peer_t *peers;    /* owned, npeers entries */
     size_t npeers;
+    /* roles */
+    char *aggregator_id;
+    char *first_na_id;
+    char *second_na_id;
     /* log */
     bool verbose;
 } dy_duchy_config_t;
@@ -70,7 +77,8 @@ extern const size_t dy_duchy_config_nkeys;
 
 /* Loads and validates path (beyond the table: the id pattern, peers are
  * exactly two with ids different from ours and each other).  0, or
- * -EINVAL / -errno with "file:line: key: reason" in errbuf. */
+ * -EINVAL / -errno with "file:line: key: reason" in errbuf.  The three
+ * role ids must be distinct and be our id or a peer's. */
 int dy_duchy_config_load(const char *path, dy_duchy_config_t *out, char *errbuf, size_t errlen);
 void dy_duchy_config_free(dy_duchy_config_t *cfg);
 /* The peer with this id, or NULL. */
