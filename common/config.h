@@ -73,4 +73,23 @@ int dy_config_nonreloadable_diff(const dy_cfg_key_t *keys, size_t nkeys, const v
 /* Frees every string and list the loader allocated in cfg. */
 void dy_config_free(const dy_cfg_key_t *keys, size_t nkeys, void *cfg);
 
+/* Additions (documented in config.c's header comment).
+ *
+ * The largest document dy_config_load and dy_config_load_string accept;
+ * a bigger one is refused with "name:1: document is N bytes, ...". */
+#define DY_CONFIG_MAX_BYTES (1 << 20)
+
+/* True if every key of the table has equal values in a and b (strings by
+ * content, lists item by item). */
+bool dy_config_equal(const dy_cfg_key_t *keys, size_t nkeys, const void *a, const void *b);
+
+/* The value syntaxes of DURATION and SIZE keys, for command-line options
+ * that take the same forms: 0, -EINVAL (not the syntax) or -ERANGE. */
+int dy_config_parse_duration(const char *s, int64_t *ret_ms);
+int dy_config_parse_size(const char *s, uint64_t *ret_bytes);
+
+/* Checks an ENDPOINT value ("host:port", "[v6]:port", "*:port"): 0, or
+ * -EINVAL with *ret_why pointing at a static reason. */
+int dy_config_check_endpoint(const char *s, const char **ret_why);
+
 #endif
