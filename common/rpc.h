@@ -191,6 +191,15 @@ typedef struct {
 } dy_rpc_server_stats_t;
 void dy_rpc_server_stats(const dy_rpc_server_t *self, dy_rpc_server_stats_t *out);
 
+/* Memory held by connection buffers, for admin views and tests (a peer must not be able
+ * to make the server allocate more than it sent). */
+typedef struct {
+    size_t reader_bytes;  /* allocated now by every connection's frame reader */
+    size_t reader_peak;   /* largest single reader allocation since the server started */
+    size_t out_bytes;     /* allocated now by output buffers */
+} dy_rpc_server_mem_t;
+void dy_rpc_server_mem(const dy_rpc_server_t *self, dy_rpc_server_mem_t *out);
+
 /* ---- a call, on the server side ------------------------------------------ */
 
 /* The caller's party id from its certificate (never from a message). */
@@ -202,6 +211,11 @@ uint64_t dy_rpc_call_deadline(const dy_rpc_call_t *call);
 /* Queues one response message (serialized).  0 or negative errno. */
 int dy_rpc_call_send(dy_rpc_call_t *call, const uint8_t *msg, size_t len);
 int dy_rpc_call_send_pb(dy_rpc_call_t *call, const ProtobufCMessage *msg);
+/* Bytes queued on the call's connection and not yet written (0 once the call ended).
+ * dy_rpc_call_send and _send_pb return -ENOBUFS while this is above the high-water mark
+ * (4 x max_frame), so a server stream whose client does not read paces itself: send
+ * again from a later on_tick.  Both return -EALREADY after the call ended. */
+size_t dy_rpc_call_pending(const dy_rpc_call_t *call);
 /* Ends the call with a status (OK or an error), then on_close runs. */
 int dy_rpc_call_finish(dy_rpc_call_t *call, dy_wire_status_t code, dy_wire_reason_t reason,
                        const char *fmt, ...) DY_PRINTF(4, 5);
