@@ -86,4 +86,39 @@ void dy_actor_gauge(dy_actor_t *self, const char *name, int64_t value);
 int dy_actor_send_msg(zsock_t *sock, zframe_t *identity, const void *actor_message);
 void *dy_actor_recv_msg(zsock_t *sock, zframe_t **ret_identity);
 
+/* ---- Additions (documented in actor.c's header comment) ---- */
+
+/* Ends the loop at the next turn with this exit code (e.g. DY_EXIT_TEMPORARY
+ * when a peer socket cannot be used), without a drain. */
+void dy_actor_stop(dy_actor_t *self, int exit_code);
+
+/* Helpers for an ops->admin hook filling its Halo__Admin__V1__AdminResponse
+ * (passed as void *resp).  Strings are copied with malloc; the framework
+ * frees them after sending.
+ *   dy_actor_admin_json:  sets the json body (a copy of json).
+ *   dy_actor_admin_error: sets code (gRPC number) and message.
+ *   dy_actor_admin_kv:    appends "key: value" to the section named
+ *                         `section` (created at the end if absent). */
+void dy_actor_admin_json(void *resp, const char *json);
+void dy_actor_admin_error(void *resp, int code, const char *fmt, ...) DY_PRINTF(3, 4);
+void dy_actor_admin_kv(void *resp, const char *section, const char *key, const char *fmt, ...)
+    DY_PRINTF(4, 5);
+/* Frees what a hand-built (framework or hook) AdminResponse holds, leaving it
+ * empty; the struct itself is the caller's.  NULL-safe. */
+void dy_actor_admin_clear(void *resp);
+
+/* The client side of the admin protocol (duchyctl, the coordinator's
+ * fan-out): a REQ socket to endpoint, one AdminRequest{verb, args,
+ * want_json}, the AdminResponse within timeout_ms.  *ret_resp is a
+ * Halo__Admin__V1__AdminResponse * the caller frees with
+ * protobuf_c_message_free_unpacked.  0, -ETIMEDOUT (no answer in time),
+ * -EPROTO (undecodable answer), -EINVAL (bad endpoint / arguments) or
+ * -errno.  A non-OK code in the response is still 0 here. */
+int dy_actor_admin_call(const char *endpoint, int verb, const char *const *args, size_t nargs,
+                        bool want_json, int timeout_ms, void **ret_resp);
+
+/* The JSON string escape of s into a growable buffer (no quotes added).
+ * 0 or -ENOMEM. */
+int dy_actor_json_escape(dy_buf_t *out, const char *s);
+
 #endif

@@ -59,6 +59,13 @@ typedef struct {
 } dy_spawn_status_t;
 void dy_spawn_status(const dy_spawn_t *self, dy_spawn_status_t *out);
 
+/* Addition: blocks until the child exited and its result pipe reached EOF
+ * (or was dropped for exceeding max_result), killing the process group at
+ * the deadline; the outcome is then in dy_spawn_status.  For tools, tests
+ * and workers that may block; an actor's loop uses pump/poll/expired
+ * instead.  0, or -ENOMEM. */
+int dy_spawn_wait(dy_spawn_t *self);
+
 /* Kills (if needed), reaps and frees.  NULL-safe. */
 void dy_spawn_destroy(dy_spawn_t **self_p);
 
