@@ -8,13 +8,13 @@
 #define DY_STAGES_H
 
 #include "dy.h"
+#include "store.h" /* dy_stage_kind_t (DY_STAGE_WORK / WAIT / COMPLETE) */
 
 /* halo.internal.v1.Protocol */
 enum { DY_PROTO_LLV2 = 1, DY_PROTO_RO_LLV2 = 2, DY_PROTO_HMSS = 3 };
 /* halo.internal.v1.Role */
 enum { DY_ROLE_AGG = 1, DY_ROLE_NA = 2, DY_ROLE_FNA = 3, DY_ROLE_SNA = 4 };
 
-typedef enum { DY_STAGE_WORK = 0, DY_STAGE_WAIT = 1, DY_STAGE_COMPLETE = 2 } dy_stage_kind_t;
 
 /* What a work stage does after its crypto (docs/cluster.md). */
 typedef enum {
@@ -57,8 +57,8 @@ typedef struct {
     int awaited;
     int next;
     int slots;
-} dy_receive_rule_t;
-int dy_stage_receive_rule(int protocol, int role, int description, dy_receive_rule_t *out);
+} dy_stage_rule_t; /* not dy_receive_rule_t: store.h has that name (dy_store_receive) */
+int dy_stage_receive_rule(int protocol, int role, int description, dy_stage_rule_t *out);
 
 /* §5 "Sends": after work stage `stage` the role sends `description` to
  * `to` (DY_SEND_*); up to 2 sends.  Returns the number of sends. */
