@@ -40,7 +40,7 @@ typedef struct {
     char fulfilling_duchy[DY_ID_MAX]; /* "" if none yet */
     uint8_t nonce_hash[32];
     uint64_t nonce;                /* when FULFILLED */
-} dy_requisition_t;
+} dy_details_req_t; /* not dy_requisition_t: store.h owns that name (a store row) */
 
 typedef struct {
     char computation_id[DY_ID_MAX]; /* bare {c} */
@@ -71,7 +71,7 @@ typedef struct {
     bool has_ring;
     char aggregator[DY_ID_MAX];
     char first_na[DY_ID_MAX], second_na[DY_ID_MAX]; /* HMSS */
-    dy_requisition_t *requisitions; /* owned, sorted by id */
+    dy_details_req_t *requisitions; /* owned, sorted by id */
     size_t nrequisitions;
     char public_api_version[16];
 } dy_details_t;
