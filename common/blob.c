@@ -498,3 +498,78 @@ int dy_blob_remove_computation(dy_blobdir_t *d, const char *computation)
         rc = s_sync_dir(d, d->path);
     return rc;
 }
+
+/* dy_blob_adopt: the commit protocol above applied to a file that some
+ * other writer (the gateway's spool) produced: hash it, fsync it, link it
+ * under the final name, drop the source name, fsync the directory. */
+int dy_blob_adopt(dy_blobdir_t *d, const dy_blob_key_t *key, const char *src,
+                  const uint8_t *expect_sha256, dy_blob_info_t *ret_info)
+{
+    if (!d || !key || !src || !ret_info || !dy_blob_name_ok(key->computation) ||
+        !dy_blob_name_ok(key->slot) || key->stage < 0 || key->attempt < 0)
+        return -EINVAL;
+    char comp[DY_BLOB_PATH_MAX], stage[DY_BLOB_PATH_MAX], dirpath[DY_BLOB_PATH_MAX];
+    char final[DY_BLOB_PATH_MAX];
+    int rc = s_path(comp, "%s/%s", d->path, key->computation);
+    if (rc == 0)
+        rc = s_path(stage, "%s/%d", comp, key->stage);
+    if (rc == 0)
+        rc = s_path(dirpath, "%s/%lld", stage, (long long)key->attempt);
+    if (rc == 0)
+        rc = s_path(final, "%s/%s", dirpath, key->slot);
+    if (rc == 0)
+        rc = s_mkdir(d, comp, d->path);
+    if (rc == 0)
+        rc = s_mkdir(d, stage, comp);
+    if (rc == 0)
+        rc = s_mkdir(d, dirpath, stage);
+    if (rc < 0)
+        return rc;
+
+    uint64_t size = 0;
+    uint8_t sha[32];
+    rc = s_hash_file(src, &size, sha, NULL);
+    if (rc < 0)
+        return rc;
+    if (expect_sha256 && memcmp(expect_sha256, sha, 32) != 0)
+        return -EBADMSG;
+    if ((rc = s_fault(d, "fsync")) < 0)
+        return rc;
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    if (rc < 0)
+        return rc;
+
+    bool linked = false;
+    if ((rc = s_fault(d, "link")) < 0)
+        return rc;
+    if (link(src, final) == 0) {
+        linked = true;
+    } else if (errno == EEXIST) {
+        uint64_t old_size = 0;
+        uint8_t old[32];
+        rc = s_hash_file(final, &old_size, old, NULL);
+        if (rc == 0 && (old_size != size || memcmp(old, sha, 32) != 0))
+            rc = -EEXIST;
+    } else {
+        rc = -errno;
+    }
+    if (rc == 0)
+        rc = s_sync_dir(d, dirpath);
+    if (rc < 0) {
+        if (linked) {
+            (void)unlink(final);
+            (void)s_sync_dir(d, dirpath);
+        }
+        return rc;
+    }
+    (void)unlink(src);
+    memset(ret_info, 0, sizeof(*ret_info));
+    memcpy(ret_info->path, final, sizeof(ret_info->path));
+    ret_info->size = size;
+    memcpy(ret_info->sha256, sha, 32);
+    return 0;
+}

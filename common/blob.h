@@ -103,6 +103,20 @@ int dy_blob_sweep(dy_blobdir_t *d, int64_t min_age_s, size_t *ret_removed);
  * was there), -EINVAL, or a negative errno. */
 int dy_blob_remove_computation(dy_blobdir_t *d, const char *computation);
 
+/* Adopts a complete file written elsewhere on the same filesystem (e.g. an
+ * upload spooled to DATA/spool/ by the gateway) as the blob named by key,
+ * without copying: the file is fsynced, linked to the key's final name
+ * (never replacing an existing file), unlinked from src, and the final
+ * directory is fsynced.  If expect_sha256 is not NULL the file's SHA-256
+ * must equal it (-EBADMSG otherwise, src left in place).  An existing final
+ * file with the same bytes is kept (0; src is removed); with other bytes
+ * -EEXIST (src left in place).  0 with *ret_info filled; -EINVAL bad key,
+ * -EXDEV src on another filesystem, or the errno of open/fsync/link.  On
+ * failure no final file was created.  Fault hook ops: "fsync", "link",
+ * "dirsync". */
+int dy_blob_adopt(dy_blobdir_t *d, const dy_blob_key_t *key, const char *src,
+                  const uint8_t *expect_sha256, dy_blob_info_t *ret_info);
+
 /* True if s is a valid path component for blob keys. */
 bool dy_blob_name_ok(const char *s);
 
