@@ -644,12 +644,10 @@ static void s_free_str(char *s)
         free(s);
 }
 
-void dy_actor_admin_clear(void *resp_)
+/* Frees the response's body, whichever of json or sections it is, and
+ * leaves it with no body. */
+static void s_admin_body_free(Halo__Admin__V1__AdminResponse *resp)
 {
-    Halo__Admin__V1__AdminResponse *resp = resp_;
-    if (resp == NULL)
-        return;
-    s_free_str(resp->message);
     if (resp->body_case == HALO__ADMIN__V1__ADMIN_RESPONSE__BODY_JSON)
         s_free_str(resp->json);
     if (resp->body_case == HALO__ADMIN__V1__ADMIN_RESPONSE__BODY_SECTIONS && resp->sections) {
@@ -668,14 +666,25 @@ void dy_actor_admin_clear(void *resp_)
         free(ss->sections);
         free(ss);
     }
+    resp->json = NULL;
+    resp->sections = NULL;
+    resp->body_case = HALO__ADMIN__V1__ADMIN_RESPONSE__BODY__NOT_SET;
+}
+
+void dy_actor_admin_clear(void *resp_)
+{
+    Halo__Admin__V1__AdminResponse *resp = resp_;
+    if (resp == NULL)
+        return;
+    s_free_str(resp->message);
+    s_admin_body_free(resp);
     halo__admin__v1__admin_response__init(resp);
 }
 
 void dy_actor_admin_json(void *resp_, const char *json)
 {
     Halo__Admin__V1__AdminResponse *resp = resp_;
-    if (resp->body_case == HALO__ADMIN__V1__ADMIN_RESPONSE__BODY_JSON)
-        s_free_str(resp->json);
+    s_admin_body_free(resp);
     resp->body_case = HALO__ADMIN__V1__ADMIN_RESPONSE__BODY_JSON;
     resp->json = s_xstrdup(json);
 }
@@ -698,8 +707,7 @@ void dy_actor_admin_kv(void *resp_, const char *section, const char *key, const 
     Halo__Admin__V1__AdminResponse *resp = resp_;
     if (resp->body_case != HALO__ADMIN__V1__ADMIN_RESPONSE__BODY_SECTIONS ||
         resp->sections == NULL) {
-        if (resp->body_case == HALO__ADMIN__V1__ADMIN_RESPONSE__BODY_JSON)
-            s_free_str(resp->json);
+        s_admin_body_free(resp);
         Halo__Admin__V1__Sections *ss = malloc(sizeof(*ss));
         if (ss == NULL)
             fatal("malloc");

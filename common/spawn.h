@@ -26,6 +26,11 @@ typedef struct {
     size_t max_result;         /* bytes accepted on fd 3; 0 = 1 MiB */
 } dy_spawn_conf_t;
 
+/* Whether memory_limit (RLIMIT_AS) is applied: always, except in
+ * AddressSanitizer builds, whose shadow memory needs the whole address
+ * space (see spawn.c). */
+bool dy_spawn_memory_limit_enforced(void);
+
 /* Starts the child.  NULL with errno set on failure. */
 dy_spawn_t *dy_spawn_start(const dy_spawn_conf_t *conf);
 

@@ -289,6 +289,13 @@ static void test_group_killed(void **state)
 
 static void test_memory_limit(void **state)
 {
+    if (!dy_spawn_memory_limit_enforced()) {
+        /* Sanitizer build: no RLIMIT_AS (see spawn.c); the plain build runs
+         * this.  (cmocka's skip() prints "not ok # SKIP", which meson's TAP
+         * reader counts as a failure.) */
+        printf("# memory limit not enforced in this sanitizer build\n");
+        return;
+    }
     dy_spawn_conf_t c = {.memory_limit = 256u << 20, .deadline_ms = 20000};
     dy_spawn_t *s = s_start("mem", NULL, 0, &c);
     assert_non_null(s);
@@ -373,7 +380,11 @@ static void test_fds_and_limits(void **state)
     if (others != 0 || !seen[0] || !seen[1] || !seen[2] || !seen[3])
         fail_msg("worker fds: %s", out);
     char want[128];
-    snprintf(want, sizeof(want), " core=0 as=%llu pdeath=%d pg=1", 1ull << 30, SIGKILL);
+    struct rlimit own;
+    getrlimit(RLIMIT_AS, &own);
+    unsigned long long as = dy_spawn_memory_limit_enforced() ? 1ull << 30
+                                                             : (unsigned long long)own.rlim_cur;
+    snprintf(want, sizeof(want), " core=0 as=%llu pdeath=%d pg=1", as, SIGKILL);
     assert_string_equal(bar + 1, want);
     dy_spawn_destroy(&s);
 }
