@@ -122,7 +122,13 @@ typedef struct {
 static int s_req_cb(const dy_requisition_t *r, void *arg)
 {
     s_reqs_t *q = arg;
-    if (!r->fulfilled || strcmp(r->fulfilling_duchy, q->me) != 0)
+    /* Integration fix: data stored here means fulfilled here.  The Kingdom names the
+     * fulfilling participant only once it has been told (kingdom_fsm), and the herald
+     * copies that name into the row only with its next stream item; an HMSS second
+     * non-aggregator enters SETUP_PHASE on the first one's input, which can come first,
+     * and then left its own requisitions (and their seeds for the peer) out.  A row that
+     * names another duchy is still skipped. */
+    if (!r->fulfilled || (r->fulfilling_duchy[0] && strcmp(r->fulfilling_duchy, q->me) != 0))
         return 0;
     if (q->n == q->cap)
         return q->rc = -ENOBUFS;

@@ -1653,11 +1653,11 @@ int dy_mc_truth(const dy_fed_t *fed, const int *edp_index, size_t n, int K, bool
                 goto out;
             skp[i] = &sk[i];
         }
-        double freq[DY_MC_FREQ_MAX];
         uint64_t active = 0;
         if ((rc = dy_ll_plaintext(skp, n, K, vid_width, &out->plaintext_estimate,
-                                  K > 1 ? freq : NULL, &active)) < 0)
+                                  K > 1 ? out->plaintext_freq : NULL, &active)) < 0)
             goto out;
+        out->plaintext_nfreq = K > 1 ? K : 0;
     }
 out:
     for (size_t i = 0; i < nsk; i++)

@@ -323,6 +323,10 @@ typedef struct {
     int64_t true_reach;
     double true_freq[DY_MC_FREQ_MAX]; /* [0, K) */
     int64_t plaintext_estimate;       /* LLv2 only, else -1 */
+    /* LLv2 reach and frequency: the estimator's frequency distribution of the plaintext
+     * union sketch [0, K) (what a noise-free run must equal); else nfreq 0 */
+    double plaintext_freq[DY_MC_FREQ_MAX];
+    int plaintext_nfreq;
 } dy_mc_truth_t;
 /* Ground truth over the EDPs edp_index[0..n) (indices into fed->edps), with K buckets
  * (1 for reach), and for llv2 the estimator on the plaintext union of their sketches (the

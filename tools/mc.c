@@ -769,6 +769,10 @@ static int s_wait(s_mc_t *m, const char *arg, double timeout, long poll_ms)
                 printf("%lld", (long long)truth.plaintext_estimate);
             else
                 fputs("null", stdout);
+            if (have_truth && truth.plaintext_nfreq > 0) {
+                fputs(", \"plaintext_frequency\": ", stdout);
+                s_put_freq(truth.plaintext_freq, truth.plaintext_nfreq);
+            }
         }
         fputs("}\n", stdout);
     } else {
