@@ -366,6 +366,18 @@ static int s_parse_owned(const char *name, const char *root, const char *kind,
     return 0;
 }
 
+/* "{duchies|dataProviders|measurementConsumers}/{owner}/certificates/{cert}" (D13): the
+ * owner to ret_owner and, if ret_cert is not NULL, the certificate id to ret_cert.  0 or -1. */
+static int s_parse_cert_name(const char *name, char ret_owner[DY_KD_ID_MAX],
+                             char ret_cert[DY_KD_ID_MAX])
+{
+    static const char *const roots[] = {"duchies", "dataProviders", "measurementConsumers"};
+    for (size_t i = 0; i < DY_ARRAY_LEN(roots); i++)
+        if (s_parse_owned(name, roots[i], "certificates", ret_owner, NULL, ret_cert) == 0)
+            return 0;
+    return -1;
+}
+
 /* "<root>/{id}" (one level). */
 static int s_parse_party(const char *name, const char *root, char ret_id[DY_KD_ID_MAX])
 {
@@ -388,6 +400,39 @@ static const char *s_caller(const char *caller, const char *root)
         caller[n + 1] == '\0')
         return NULL;
     return caller + n + 1;
+}
+
+/* A party type a handler serves: its name root and how a refusal names it. */
+typedef struct {
+    const char *root; /* "duchies", ... */
+    const char *noun; /* for "caller is not <noun>" */
+} s_party_t;
+
+static const s_party_t s_duchies = {"duchies", "a duchy"};
+static const s_party_t s_mcs = {"measurementConsumers", "a measurement consumer"};
+static const s_party_t s_edps = {"dataProviders", "a data provider"};
+
+/* Check steps 1 and 2 of a handler: the caller is of party type `party` (else
+ * PERMISSION_DENIED), then req decodes as desc (else INVALID_ARGUMENT).  Returns the request
+ * (caller frees it with protobuf_c_message_free_unpacked) and, if ret_id is not NULL, the
+ * caller's id (points into caller); NULL with st filled. */
+static void *s_decode(const s_party_t *party, const char *caller,
+                      const ProtobufCMessageDescriptor *desc, const uint8_t *req, size_t len,
+                      const char **ret_id, dy_kd_status_t *st)
+{
+    const char *id = s_caller(caller, party->root);
+    if (id == NULL) {
+        s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not %s", party->noun);
+        return NULL;
+    }
+    ProtobufCMessage *rq = protobuf_c_message_unpack(desc, NULL, len, req);
+    if (rq == NULL) {
+        s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return NULL;
+    }
+    if (ret_id != NULL)
+        *ret_id = id;
+    return rq;
 }
 
 /* Participant index of duchy in comp, or -1. */
@@ -476,6 +521,18 @@ static int s_cert(dy_kd_api_t *api, const char *name, uint8_t **der, size_t *len
     if (api->conf->cert_lookup == NULL)
         return -1;
     return api->conf->cert_lookup(api->conf->cert_arg, name, der, len) == 0 ? 0 : -1;
+}
+
+/* Check step 8: the named certificate is one the Kingdom serves.  0, or -1 with st
+ * (FAILED_PRECONDITION). */
+static int s_cert_known(dy_kd_api_t *api, const char *name, dy_kd_status_t *st)
+{
+    uint8_t *der = NULL;
+    size_t dlen = 0;
+    if (s_cert(api, name, &der, &dlen) < 0)
+        return s_fail(st, DY_WIRE_STATUS_FAILED_PRECONDITION, "certificate %s unknown", name);
+    free(der);
+    return 0;
 }
 
 /* ---- views ----------------------------------------------------------------------------- */
@@ -577,38 +634,27 @@ static SYS_(Computation) *s_comp_view(dy_kd_api_t *api, s_arena_t *a, const dy_k
     return v;
 }
 
-static int s_measurement_state(dy_kd_comp_state_t s)
+/* Stored measurement and effective protocol config of comp, owned by the arena. */
+static void s_meas_parts(dy_kd_api_t *api, s_arena_t *a, const dy_kd_comp_t *comp,
+                         API_(Measurement) **ret_m, API_(ProtocolConfig) **ret_pc)
 {
-    switch (s) {
-    case DY_KD_COMP_PENDING_REQUISITION_PARAMS:
-    case DY_KD_COMP_PENDING_REQUISITION_FULFILLMENT:
-        return 1;
-    case DY_KD_COMP_PENDING_PARTICIPANT_CONFIRMATION:
-    case DY_KD_COMP_PENDING_COMPUTATION:
-        return 2;
-    case DY_KD_COMP_SUCCEEDED:
-        return 3;
-    case DY_KD_COMP_FAILED:
-        return 4;
-    case DY_KD_COMP_CANCELLED:
-        return 5;
-    default:
-        return 0;
+    dy_buf_t mb = {0}, pb = {0};
+    *ret_m = NULL;
+    *ret_pc = NULL;
+    if (dy_kd_db_measurement(api->db, comp->id, &mb, &pb) == 0) {
+        *ret_m = s_unpack(a, APID(measurement), &mb);
+        *ret_pc = s_unpack(a, APID(protocol_config), &pb);
     }
+    dy_buf_free(&mb);
+    dy_buf_free(&pb);
 }
 
 /* The public Measurement of comp (stored blobs from the db). */
 static API_(Measurement) *s_meas_view(dy_kd_api_t *api, s_arena_t *a, const dy_kd_comp_t *comp)
 {
-    dy_buf_t mb = {0}, pb = {0};
-    if (dy_kd_db_measurement(api->db, comp->id, &mb, &pb) < 0) {
-        a->oom = true;
-        return NULL;
-    }
-    API_(Measurement) *stored = s_unpack(a, APID(measurement), &mb);
-    API_(ProtocolConfig) *pc = s_unpack(a, APID(protocol_config), &pb);
-    dy_buf_free(&mb);
-    dy_buf_free(&pb);
+    API_(Measurement) *stored;
+    API_(ProtocolConfig) *pc;
+    s_meas_parts(api, a, comp, &stored, &pc);
     API_(Measurement) *v = s_new(a, APID(measurement));
     if (v == NULL || stored == NULL) {
         a->oom = true;
@@ -619,7 +665,7 @@ static API_(Measurement) *s_meas_view(dy_kd_api_t *api, s_arena_t *a, const dy_k
     dy_kd_id_encode(comp->id, mid);
     v->name = s_fmt(a, "measurementConsumers/%s/measurements/%s", comp->mc, mid);
     v->protocol_config = pc;
-    v->state = (API_(Measurement__State))s_measurement_state(comp->state);
+    v->state = (API_(Measurement__State))dy_kd_measurement_state(comp->state);
     v->n_results = 0;
     v->results = NULL;
     v->failure = NULL;
@@ -770,7 +816,7 @@ static API_(Requisition) *s_pubreq_view(dy_kd_api_t *api, s_arena_t *a, const dy
     if (r->state == DY_KD_REQ_FULFILLED)
         v->nonce = r->nonce;
     v->refusal = s_unpack(a, APID(requisition__refusal), &r->refusal);
-    v->measurement_state = (API_(Measurement__State))s_measurement_state(comp->state);
+    v->measurement_state = (API_(Measurement__State))dy_kd_measurement_state(comp->state);
     v->update_time = s_ts(a, r->update_us);
     /* Same field numbers in both packages. */
     v->fulfillment_context = s_unpack(a, APID(requisition__fulfillment_context), &r->context);
@@ -780,33 +826,16 @@ static API_(Requisition) *s_pubreq_view(dy_kd_api_t *api, s_arena_t *a, const dy
     return v;
 }
 
-/* Stored measurement and effective protocol config of comp, owned by the arena. */
-static void s_meas_parts(dy_kd_api_t *api, s_arena_t *a, const dy_kd_comp_t *comp,
-                         API_(Measurement) **ret_m, API_(ProtocolConfig) **ret_pc)
-{
-    dy_buf_t mb = {0}, pb = {0};
-    *ret_m = NULL;
-    *ret_pc = NULL;
-    if (dy_kd_db_measurement(api->db, comp->id, &mb, &pb) == 0) {
-        *ret_m = s_unpack(a, APID(measurement), &mb);
-        *ret_pc = s_unpack(a, APID(protocol_config), &pb);
-    }
-    dy_buf_free(&mb);
-    dy_buf_free(&pb);
-}
-
 /* ---- system API: Computations ---------------------------------------------------------- */
 
 static int s_get_computation(dy_kd_api_t *api, const char *caller, const uint8_t *req,
                              size_t len, dy_buf_t *resp, dy_kd_status_t *st)
 {
-    const char *duchy = s_caller(caller, "duchies");
-    if (duchy == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(GetComputationRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(get_computation_request), NULL, len, req);
+    const char *duchy;
+    SYS_(GetComputationRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(get_computation_request), req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     uint64_t id;
     int bad = s_parse_comp_name(rq->name, NULL, &id, NULL, false);
     protobuf_c_message_free_unpacked(&rq->base, NULL);
@@ -945,13 +974,11 @@ int dy_kd_stream_poll(dy_kd_api_t *api, dy_kd_stream_t *stream, dy_buf_t **ret_i
 static int s_set_result(dy_kd_api_t *api, const char *caller, const uint8_t *req, size_t len,
                         dy_buf_t *resp, dy_kd_status_t *st)
 {
-    const char *duchy = s_caller(caller, "duchies");
-    if (duchy == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(SetComputationResultRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(set_computation_result_request), NULL, len, req);
+    const char *duchy;
+    SYS_(SetComputationResultRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(set_computation_result_request), req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     int rc = -1;
     dy_kd_comp_t comp = {0};
     uint64_t id;
@@ -999,15 +1026,10 @@ static int s_set_result(dy_kd_api_t *api, const char *caller, const uint8_t *req
                "result_public_key is not the measurement's public key");
         goto out;
     }
-    uint8_t *der = NULL;
-    size_t dlen = 0;
-    if (s_cert(api, rq->aggregator_certificate, &der, &dlen) < 0) {
+    if (s_cert_known(api, rq->aggregator_certificate, st) < 0) {
         dy_kd_db_rollback(api->db);
-        s_fail(st, DY_WIRE_STATUS_FAILED_PRECONDITION, "certificate %s unknown",
-               rq->aggregator_certificate);
         goto out;
     }
-    free(der);
     dy_kd_event_t ev = {.trigger = DY_KD_EV_SET_RESULT, .part = part, .req = -1,
                         .data = rq->encrypted_result.data, .len = rq->encrypted_result.len,
                         .cert = rq->aggregator_certificate, .key = rq->result_public_key.data,
@@ -1025,31 +1047,18 @@ out:
 
 /* ---- system API: ComputationParticipants ----------------------------------------------- */
 
-/* Common front of the participant calls: caller check, name parse, owner check, load.  On
- * success the transaction is open and *ret_part indexes the caller's participant. */
-static int s_part_front(dy_kd_api_t *api, const char *caller, const char *name,
-                        dy_kd_comp_t *comp, int *ret_part, dy_kd_status_t *st)
+/* Check steps 2 and 3 of the participant calls: name is
+ * computations/{c}/participants/{duchy} with the caller's duchy.  0 with the computation id
+ * in *ret_comp, or -1 with st. */
+static int s_part_name(const char *duchy, const char *name, uint64_t *ret_comp,
+                       dy_kd_status_t *st)
 {
-    const char *duchy = s_caller(caller, "duchies");
-    if (duchy == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    uint64_t id;
     char pd[DY_KD_ID_MAX];
-    if (s_parse_comp_name(name, "participants", &id, pd, true) < 0)
+    if (s_parse_comp_name(name, "participants", ret_comp, pd, true) < 0)
         return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "bad participant name");
     if (strcmp(pd, duchy) != 0)
         return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "not the caller's participant");
     return 0;
-}
-
-static int s_part_load(dy_kd_api_t *api, const char *caller, const char *name,
-                       dy_kd_comp_t *comp, int *ret_part, dy_kd_status_t *st)
-{
-    uint64_t id;
-    char pd[DY_KD_ID_MAX];
-    if (s_parse_comp_name(name, "participants", &id, pd, true) < 0)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "bad participant name");
-    return s_begin_load(api, id, pd, comp, ret_part, st);
 }
 
 static int s_part_respond(dy_kd_api_t *api, const dy_kd_comp_t *comp, int part, dy_buf_t *resp,
@@ -1062,16 +1071,17 @@ static int s_part_respond(dy_kd_api_t *api, const dy_kd_comp_t *comp, int part, 
 static int s_get_participant(dy_kd_api_t *api, const char *caller, const uint8_t *req,
                              size_t len, dy_buf_t *resp, dy_kd_status_t *st)
 {
-    if (s_caller(caller, "duchies") == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(GetComputationParticipantRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(get_computation_participant_request), NULL, len, req);
+    const char *duchy;
+    SYS_(GetComputationParticipantRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(get_computation_participant_request),
+                 req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     dy_kd_comp_t comp = {0};
+    uint64_t id;
     int part = -1, rc = -1;
-    if (s_part_front(api, caller, rq->name, &comp, &part, st) == 0 &&
-        s_part_load(api, caller, rq->name, &comp, &part, st) == 0) {
+    if (s_part_name(duchy, rq->name, &id, st) == 0 &&
+        s_begin_load(api, id, duchy, &comp, &part, st) == 0) {
         dy_kd_db_rollback(api->db);
         rc = s_part_respond(api, &comp, part, resp, st);
     }
@@ -1135,36 +1145,32 @@ static int s_check_params(dy_kd_api_t *api, const dy_kd_comp_t *comp, int part,
 static int s_set_params(dy_kd_api_t *api, const char *caller, const uint8_t *req, size_t len,
                         dy_buf_t *resp, dy_kd_status_t *st)
 {
-    if (s_caller(caller, "duchies") == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(SetParticipantRequisitionParamsRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(set_participant_requisition_params_request), NULL, len, req);
+    const char *duchy;
+    SYS_(SetParticipantRequisitionParamsRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(set_participant_requisition_params_request),
+                 req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     dy_kd_comp_t comp = {0};
     dy_buf_t params = {0};
+    uint64_t id;
     int part = -1, rc = -1;
-    if (s_part_front(api, caller, rq->name, &comp, &part, st) < 0)
+    if (s_part_name(duchy, rq->name, &id, st) < 0)
         goto out;
     if (rq->requisition_params == NULL) {
         s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "requisition_params missing");
         goto out;
     }
-    if (s_part_load(api, caller, rq->name, &comp, &part, st) < 0)
+    if (s_begin_load(api, id, duchy, &comp, &part, st) < 0)
         goto out;
     if (s_check_params(api, &comp, part, rq->requisition_params, st) < 0) {
         dy_kd_db_rollback(api->db);
         goto out;
     }
-    uint8_t *der = NULL;
-    size_t dlen = 0;
-    if (s_cert(api, rq->requisition_params->duchy_certificate, &der, &dlen) < 0) {
+    if (s_cert_known(api, rq->requisition_params->duchy_certificate, st) < 0) {
         dy_kd_db_rollback(api->db);
-        s_fail(st, DY_WIRE_STATUS_FAILED_PRECONDITION, "certificate %s unknown",
-               rq->requisition_params->duchy_certificate);
         goto out;
     }
-    free(der);
     /* Normalise: the DER is output only. */
     SYS_(ComputationParticipant__RequisitionParams) norm = *rq->requisition_params;
     norm.duchy_certificate_der.data = NULL;
@@ -1189,16 +1195,17 @@ out:
 static int s_confirm(dy_kd_api_t *api, const char *caller, const uint8_t *req, size_t len,
                      dy_buf_t *resp, dy_kd_status_t *st)
 {
-    if (s_caller(caller, "duchies") == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(ConfirmComputationParticipantRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(confirm_computation_participant_request), NULL, len, req);
+    const char *duchy;
+    SYS_(ConfirmComputationParticipantRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(confirm_computation_participant_request),
+                 req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     dy_kd_comp_t comp = {0};
+    uint64_t id;
     int part = -1, rc = -1;
-    if (s_part_front(api, caller, rq->name, &comp, &part, st) == 0 &&
-        s_part_load(api, caller, rq->name, &comp, &part, st) == 0) {
+    if (s_part_name(duchy, rq->name, &id, st) == 0 &&
+        s_begin_load(api, id, duchy, &comp, &part, st) == 0) {
         dy_kd_event_t ev = {.trigger = DY_KD_EV_CONFIRM, .part = part, .req = -1,
                             .etag = rq->etag};
         if (s_apply(api, &comp, &ev, st) == 0)
@@ -1212,17 +1219,18 @@ static int s_confirm(dy_kd_api_t *api, const char *caller, const uint8_t *req, s
 static int s_fail_participant(dy_kd_api_t *api, const char *caller, const uint8_t *req,
                               size_t len, dy_buf_t *resp, dy_kd_status_t *st)
 {
-    if (s_caller(caller, "duchies") == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(FailComputationParticipantRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(fail_computation_participant_request), NULL, len, req);
+    const char *duchy;
+    SYS_(FailComputationParticipantRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(fail_computation_participant_request),
+                 req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     dy_kd_comp_t comp = {0};
     dy_buf_t failure = {0};
+    uint64_t id;
     int part = -1, rc = -1;
     char *msg = NULL;
-    if (s_part_front(api, caller, rq->name, &comp, &part, st) < 0)
+    if (s_part_name(duchy, rq->name, &id, st) < 0)
         goto out;
     if (rq->failure == NULL) {
         s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "failure missing");
@@ -1232,7 +1240,7 @@ static int s_fail_participant(dy_kd_api_t *api, const char *caller, const uint8_
         s_fail(st, DY_WIRE_STATUS_INTERNAL, "out of memory");
         goto out;
     }
-    if (s_part_load(api, caller, rq->name, &comp, &part, st) < 0)
+    if (s_begin_load(api, id, duchy, &comp, &part, st) < 0)
         goto out;
     if (asprintf(&msg, "%s: %s", caller, rq->failure->error_message) < 0)
         msg = NULL;
@@ -1254,13 +1262,11 @@ out:
 static int s_fulfill(dy_kd_api_t *api, const char *caller, const uint8_t *req, size_t len,
                      dy_buf_t *resp, dy_kd_status_t *st)
 {
-    const char *duchy = s_caller(caller, "duchies");
-    if (duchy == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(FulfillRequisitionRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(fulfill_requisition_request), NULL, len, req);
+    const char *duchy;
+    SYS_(FulfillRequisitionRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(fulfill_requisition_request), req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     dy_kd_comp_t comp = {0};
     dy_buf_t ctx = {0};
     int part = -1, rc = -1;
@@ -1309,13 +1315,12 @@ out:
 static int s_log_entry(dy_kd_api_t *api, const char *caller, const uint8_t *req, size_t len,
                        dy_buf_t *resp, dy_kd_status_t *st)
 {
-    const char *duchy = s_caller(caller, "duchies");
-    if (duchy == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a duchy");
-    SYS_(CreateComputationLogEntryRequest) *rq = (void *)protobuf_c_message_unpack(
-        SYSD(create_computation_log_entry_request), NULL, len, req);
+    const char *duchy;
+    SYS_(CreateComputationLogEntryRequest) *rq =
+        s_decode(&s_duchies, caller, SYSD(create_computation_log_entry_request),
+                 req, len, &duchy, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     int rc = -1;
     dy_kd_comp_t comp = {0};
     uint64_t cid, lid = 0;
@@ -1528,13 +1533,11 @@ static int s_existing(dy_kd_api_t *api, const char *mc, const char *request_id, 
 static int s_create_measurement(dy_kd_api_t *api, const char *caller, const uint8_t *req,
                                 size_t len, dy_buf_t *resp, dy_kd_status_t *st)
 {
-    const char *mc = s_caller(caller, "measurementConsumers");
-    if (mc == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a measurement consumer");
-    API_(CreateMeasurementRequest) *rq = (void *)protobuf_c_message_unpack(
-        APID(create_measurement_request), NULL, len, req);
+    const char *mc;
+    API_(CreateMeasurementRequest) *rq =
+        s_decode(&s_mcs, caller, APID(create_measurement_request), req, len, &mc, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     int rc = -1;
     API_(MeasurementSpec) *spec = NULL;
     dy_kd_comp_t comp = {0};
@@ -1814,13 +1817,11 @@ out:
     return rc;
 }
 
-/* Common front of Get/CancelMeasurement: 0 with the transaction open and comp loaded. */
-static int s_meas_front(dy_kd_api_t *api, const char *caller, const char *name,
+/* Common front of Get/CancelMeasurement after s_decode (mc = the caller's id): 0 with the
+ * transaction open and comp loaded. */
+static int s_meas_front(dy_kd_api_t *api, const char *mc, const char *name,
                         dy_kd_comp_t *comp, dy_kd_status_t *st)
 {
-    const char *mc = s_caller(caller, "measurementConsumers");
-    if (mc == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a measurement consumer");
     char owner[DY_KD_ID_MAX];
     uint64_t id;
     if (s_parse_owned(name, "measurementConsumers", "measurements", owner, &id, NULL) < 0)
@@ -1840,15 +1841,14 @@ static int s_meas_front(dy_kd_api_t *api, const char *caller, const char *name,
 static int s_get_measurement(dy_kd_api_t *api, const char *caller, const uint8_t *req,
                              size_t len, dy_buf_t *resp, dy_kd_status_t *st)
 {
-    if (s_caller(caller, "measurementConsumers") == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a measurement consumer");
-    API_(GetMeasurementRequest) *rq = (void *)protobuf_c_message_unpack(
-        APID(get_measurement_request), NULL, len, req);
+    const char *mc;
+    API_(GetMeasurementRequest) *rq =
+        s_decode(&s_mcs, caller, APID(get_measurement_request), req, len, &mc, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     dy_kd_comp_t comp = {0};
     int rc = -1;
-    if (s_meas_front(api, caller, rq->name, &comp, st) == 0) {
+    if (s_meas_front(api, mc, rq->name, &comp, st) == 0) {
         rc = s_respond_measurement(api, &comp, resp, st);
         dy_kd_db_rollback(api->db);
     }
@@ -1860,15 +1860,14 @@ static int s_get_measurement(dy_kd_api_t *api, const char *caller, const uint8_t
 static int s_cancel_measurement(dy_kd_api_t *api, const char *caller, const uint8_t *req,
                                 size_t len, dy_buf_t *resp, dy_kd_status_t *st)
 {
-    if (s_caller(caller, "measurementConsumers") == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a measurement consumer");
-    API_(CancelMeasurementRequest) *rq = (void *)protobuf_c_message_unpack(
-        APID(cancel_measurement_request), NULL, len, req);
+    const char *mc;
+    API_(CancelMeasurementRequest) *rq =
+        s_decode(&s_mcs, caller, APID(cancel_measurement_request), req, len, &mc, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     dy_kd_comp_t comp = {0};
     int rc = -1;
-    if (s_meas_front(api, caller, rq->name, &comp, st) == 0) {
+    if (s_meas_front(api, mc, rq->name, &comp, st) == 0) {
         dy_kd_event_t ev = {.trigger = DY_KD_EV_CANCEL, .part = -1, .req = -1};
         if (s_apply(api, &comp, &ev, st) == 0)
             rc = s_respond_measurement(api, &comp, resp, st);
@@ -1883,13 +1882,11 @@ static int s_cancel_measurement(dy_kd_api_t *api, const char *caller, const uint
 static int s_list_requisitions(dy_kd_api_t *api, const char *caller, const uint8_t *req,
                                size_t len, dy_buf_t *resp, dy_kd_status_t *st)
 {
-    const char *edp = s_caller(caller, "dataProviders");
-    if (edp == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a data provider");
-    API_(ListRequisitionsRequest) *rq = (void *)protobuf_c_message_unpack(
-        APID(list_requisitions_request), NULL, len, req);
+    const char *edp;
+    API_(ListRequisitionsRequest) *rq =
+        s_decode(&s_edps, caller, APID(list_requisitions_request), req, len, &edp, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     int rc = -1;
     uint64_t *rids = NULL, *cids = NULL;
     char parent[DY_KD_ID_MAX];
@@ -1971,13 +1968,11 @@ out:
 static int s_refuse(dy_kd_api_t *api, const char *caller, const uint8_t *req, size_t len,
                     dy_buf_t *resp, dy_kd_status_t *st)
 {
-    const char *edp = s_caller(caller, "dataProviders");
-    if (edp == NULL)
-        return s_fail(st, DY_WIRE_STATUS_PERMISSION_DENIED, "caller is not a data provider");
-    API_(RefuseRequisitionRequest) *rq = (void *)protobuf_c_message_unpack(
-        APID(refuse_requisition_request), NULL, len, req);
+    const char *edp;
+    API_(RefuseRequisitionRequest) *rq =
+        s_decode(&s_edps, caller, APID(refuse_requisition_request), req, len, &edp, st);
     if (rq == NULL)
-        return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
+        return -1;
     int rc = -1;
     dy_kd_comp_t comp = {0};
     dy_buf_t refusal = {0};
@@ -2054,9 +2049,7 @@ static int s_get_certificate(dy_kd_api_t *api, const char *caller, const uint8_t
         return s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "malformed request");
     int rc = -1;
     char owner[DY_KD_ID_MAX];
-    if (s_parse_owned(rq->name, "duchies", "certificates", owner, NULL, NULL) < 0 &&
-        s_parse_owned(rq->name, "dataProviders", "certificates", owner, NULL, NULL) < 0 &&
-        s_parse_owned(rq->name, "measurementConsumers", "certificates", owner, NULL, NULL) < 0) {
+    if (s_parse_cert_name(rq->name, owner, NULL) < 0) {
         s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "bad certificate name");
         goto out;
     }
@@ -2098,10 +2091,7 @@ int dy_kd_cert_dir_lookup(void *arg, const char *name, uint8_t **ret_der, size_t
 {
     const char *dir = arg;
     char owner[DY_KD_ID_MAX], cert[DY_KD_ID_MAX];
-    if (dir == NULL ||
-        (s_parse_owned(name, "duchies", "certificates", owner, NULL, cert) < 0 &&
-         s_parse_owned(name, "dataProviders", "certificates", owner, NULL, cert) < 0 &&
-         s_parse_owned(name, "measurementConsumers", "certificates", owner, NULL, cert) < 0))
+    if (dir == NULL || s_parse_cert_name(name, owner, cert) < 0)
         return -EINVAL;
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s/%s.pem", dir, owner, cert);

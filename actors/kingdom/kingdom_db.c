@@ -406,27 +406,6 @@ static int s_next_time(dy_kd_db_t *db, int64_t *ret_us)
     return e;
 }
 
-/* Public Measurement.State of a computation state (§3.9). */
-static int s_measurement_state(dy_kd_comp_state_t s)
-{
-    switch (s) {
-    case DY_KD_COMP_PENDING_REQUISITION_PARAMS:
-    case DY_KD_COMP_PENDING_REQUISITION_FULFILLMENT:
-        return 1;
-    case DY_KD_COMP_PENDING_PARTICIPANT_CONFIRMATION:
-    case DY_KD_COMP_PENDING_COMPUTATION:
-        return 2;
-    case DY_KD_COMP_SUCCEEDED:
-        return 3;
-    case DY_KD_COMP_FAILED:
-        return 4;
-    case DY_KD_COMP_CANCELLED:
-        return 5;
-    default:
-        return 0;
-    }
-}
-
 int dy_kd_db_insert(dy_kd_db_t *db, dy_kd_comp_t *comp, const dy_kd_db_measurement_t *m)
 {
     int64_t t;
@@ -445,7 +424,7 @@ int dy_kd_db_insert(dy_kd_db_t *db, dy_kd_comp_t *comp, const dy_kd_db_measureme
                       (int)comp->spec.len, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 6, m->protocol_config != NULL ? (const void *)m->protocol_config : "",
                       (int)m->protocol_config_len, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 7, s_measurement_state(comp->state));
+    sqlite3_bind_int(st, 7, dy_kd_measurement_state(comp->state));
     sqlite3_bind_int64(st, 8, t);
     if ((e = s_exec(st)) < 0)
         return e;
@@ -612,7 +591,7 @@ int dy_kd_db_save(dy_kd_db_t *db, dy_kd_comp_t *comp)
         return e;
     st = s_q(db, Q_UPD_MEAS);
     sqlite3_bind_int64(st, 1, (int64_t)comp->id);
-    sqlite3_bind_int(st, 2, s_measurement_state(comp->state));
+    sqlite3_bind_int(st, 2, dy_kd_measurement_state(comp->state));
     sqlite3_bind_int(st, 3, (int)comp->failure_reason);
     s_bind_text(st, 4, comp->failure_message);
     sqlite3_bind_int64(st, 5, t);

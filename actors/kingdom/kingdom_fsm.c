@@ -59,6 +59,26 @@ bool dy_kd_comp_streamed(dy_kd_comp_state_t s)
            s != DY_KD_COMP_PENDING_REQUISITION_FULFILLMENT;
 }
 
+int dy_kd_measurement_state(dy_kd_comp_state_t s)
+{
+    switch (s) {
+    case DY_KD_COMP_PENDING_REQUISITION_PARAMS:
+    case DY_KD_COMP_PENDING_REQUISITION_FULFILLMENT:
+        return 1;
+    case DY_KD_COMP_PENDING_PARTICIPANT_CONFIRMATION:
+    case DY_KD_COMP_PENDING_COMPUTATION:
+        return 2;
+    case DY_KD_COMP_SUCCEEDED:
+        return 3;
+    case DY_KD_COMP_FAILED:
+        return 4;
+    case DY_KD_COMP_CANCELLED:
+        return 5;
+    default:
+        return 0;
+    }
+}
+
 const char *dy_kd_comp_state_name(dy_kd_comp_state_t s)
 {
     static const char *const names[_DY_KD_COMP_MAX] = {
@@ -111,6 +131,16 @@ static bool s_etag_ok(const char *etag, int64_t version)
     return strcmp(cur, etag) == 0;
 }
 
+/* The etag check of the actions that change a row: true (with why) if the event's etag is
+ * given and does not name version, i.e. the caller read the row before another change. */
+static bool s_stale(const dy_kd_event_t *ev, int64_t version, char *why, size_t whylen)
+{
+    if (s_etag_ok(ev->etag, version))
+        return false;
+    s_why(why, whylen, "etag %s is stale", ev->etag);
+    return true;
+}
+
 static bool s_part_ok(const dy_kd_comp_t *comp, const dy_kd_event_t *ev)
 {
     return ev->part >= 0 && (size_t)ev->part < comp->nparts;
@@ -145,6 +175,15 @@ static void s_move(dy_kd_comp_t *comp, dy_kd_comp_state_t to)
 {
     comp->state = to;
     comp->dirty = true;
+}
+
+/* The computation fails (REFUSE, FAIL): open requisitions are withdrawn, the measurement
+ * failure recorded and the state moves to FAILED. */
+static void s_fail_computation(dy_kd_comp_t *comp, dy_kd_failure_t reason, const char *message)
+{
+    s_withdraw_open(comp);
+    s_set_failure(comp, reason, message);
+    s_move(comp, DY_KD_COMP_FAILED);
 }
 
 /* ---- actions --------------------------------------------------------------------------- */
@@ -197,10 +236,8 @@ static dy_kd_fsm_result_t s_params(dy_kd_comp_t *comp, const dy_kd_event_t *ev, 
     if (s_params_replay(comp, ev))
         return DY_KD_FSM_REPLAY;
     dy_kd_part_t *p = &comp->parts[ev->part];
-    if (!s_etag_ok(ev->etag, p->version)) {
-        s_why(why, whylen, "etag %s is stale", ev->etag);
+    if (s_stale(ev, p->version, why, whylen))
         return DY_KD_FSM_STALE;
-    }
     if (p->state != DY_KD_PART_CREATED) {
         s_why(why, whylen, "participant %s already set its requisition params", p->duchy);
         return DY_KD_FSM_INVALID;
@@ -249,10 +286,8 @@ static dy_kd_fsm_result_t s_fulfill(dy_kd_comp_t *comp, const dy_kd_event_t *ev,
     if (s_fulfill_replay(comp, ev))
         return DY_KD_FSM_REPLAY;
     dy_kd_req_t *r = &comp->reqs[ev->req];
-    if (!s_etag_ok(ev->etag, r->version)) {
-        s_why(why, whylen, "etag %s is stale", ev->etag);
+    if (s_stale(ev, r->version, why, whylen))
         return DY_KD_FSM_STALE;
-    }
     if (r->state != DY_KD_REQ_UNFULFILLED) {
         s_why(why, whylen, "requisition is not UNFULFILLED");
         return DY_KD_FSM_INVALID;
@@ -283,10 +318,8 @@ static dy_kd_fsm_result_t s_refuse(dy_kd_comp_t *comp, const dy_kd_event_t *ev, 
                                    size_t whylen)
 {
     dy_kd_req_t *r = &comp->reqs[ev->req];
-    if (!s_etag_ok(ev->etag, r->version)) {
-        s_why(why, whylen, "etag %s is stale", ev->etag);
+    if (s_stale(ev, r->version, why, whylen))
         return DY_KD_FSM_STALE;
-    }
     if (r->state != DY_KD_REQ_UNFULFILLED) {
         s_why(why, whylen, "requisition is not UNFULFILLED");
         return DY_KD_FSM_INVALID;
@@ -297,10 +330,8 @@ static dy_kd_fsm_result_t s_refuse(dy_kd_comp_t *comp, const dy_kd_event_t *ev, 
     }
     r->state = DY_KD_REQ_REFUSED;
     r->dirty = true;
-    s_withdraw_open(comp);
-    s_set_failure(comp, DY_KD_FAILURE_REQUISITION_REFUSED,
-                  ev->message != NULL ? ev->message : "requisition refused");
-    s_move(comp, DY_KD_COMP_FAILED);
+    s_fail_computation(comp, DY_KD_FAILURE_REQUISITION_REFUSED,
+                       ev->message != NULL ? ev->message : "requisition refused");
     return DY_KD_FSM_CHANGED;
 }
 
@@ -318,10 +349,8 @@ static dy_kd_fsm_result_t s_confirm(dy_kd_comp_t *comp, const dy_kd_event_t *ev,
     dy_kd_part_t *p = &comp->parts[ev->part];
     if (p->state == DY_KD_PART_READY)
         return DY_KD_FSM_REPLAY;
-    if (!s_etag_ok(ev->etag, p->version)) {
-        s_why(why, whylen, "etag %s is stale", ev->etag);
+    if (s_stale(ev, p->version, why, whylen))
         return DY_KD_FSM_STALE;
-    }
     if (p->state != DY_KD_PART_REQUISITION_PARAMS_SET) {
         s_why(why, whylen, "participant %s is not REQUISITION_PARAMS_SET", p->duchy);
         return DY_KD_FSM_INVALID;
@@ -397,20 +426,16 @@ static dy_kd_fsm_result_t s_fail(dy_kd_comp_t *comp, const dy_kd_event_t *ev, ch
     dy_kd_part_t *p = &comp->parts[ev->part];
     if (p->state == DY_KD_PART_FAILED)
         return DY_KD_FSM_REPLAY;
-    if (!s_etag_ok(ev->etag, p->version)) {
-        s_why(why, whylen, "etag %s is stale", ev->etag);
+    if (s_stale(ev, p->version, why, whylen))
         return DY_KD_FSM_STALE;
-    }
     if (s_set_buf(&p->failure, ev->data, ev->len) < 0) {
         s_why(why, whylen, "out of memory");
         return DY_KD_FSM_BAD;
     }
     p->state = DY_KD_PART_FAILED;
     p->dirty = true;
-    s_withdraw_open(comp);
-    s_set_failure(comp, DY_KD_FAILURE_COMPUTATION_PARTICIPANT_FAILED,
-                  ev->message != NULL ? ev->message : "computation participant failed");
-    s_move(comp, DY_KD_COMP_FAILED);
+    s_fail_computation(comp, DY_KD_FAILURE_COMPUTATION_PARTICIPANT_FAILED,
+                       ev->message != NULL ? ev->message : "computation participant failed");
     return DY_KD_FSM_CHANGED;
 }
 

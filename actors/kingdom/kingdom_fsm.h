@@ -210,6 +210,10 @@ bool dy_kd_comp_terminal(dy_kd_comp_state_t s);
 /* True for states the stream sends (§7.2): all but NONE and PENDING_REQUISITION_FULFILLMENT. */
 bool dy_kd_comp_streamed(dy_kd_comp_state_t s);
 
+/* The public Measurement.State number (§3.9) of a computation state, which the database
+ * stores and the API reports: 0 (STATE_UNSPECIFIED) for NONE and out-of-range values. */
+int dy_kd_measurement_state(dy_kd_comp_state_t s);
+
 /* SHA-256 of the nonce's 8 big-endian bytes.  0 or -EIO. */
 int dy_kd_nonce_hash(uint64_t nonce, uint8_t out[DY_KD_HASH_LEN]);
 
