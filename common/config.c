@@ -301,67 +301,76 @@ static int s_parse_count(const char *s, uint64_t *ret)
     return i;
 }
 
-static const struct {
+/* A unit suffix and what it multiplies by.  Tables run from the largest unit down, so the
+ * first unit that holds a value exactly is the one it prints in. */
+typedef struct {
     const char *unit;
     uint64_t mult;
-} s_duration_units[] = {
+} s_unit_t;
+
+static const s_unit_t s_duration_units[] = {
     {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1},
 };
 
-static const struct {
-    const char *unit;
-    uint64_t mult;
-} s_size_units[] = {
+static const s_unit_t s_size_units[] = {
     {"TiB", 1ULL << 40}, {"GiB", 1ULL << 30}, {"MiB", 1ULL << 20}, {"KiB", 1ULL << 10},
     {"B", 1},
 };
+
+/* Parses "<count>[<unit>]" (no unit = 1) with units (nunits entries) into *ret, which must
+ * not exceed max: 0, -EINVAL (bad syntax) or -ERANGE.  *ret is untouched on failure. */
+static int s_parse_units(const char *s, const s_unit_t *units, size_t nunits, uint64_t max,
+                         uint64_t *ret)
+{
+    uint64_t v;
+    int nd = s_parse_count(s, &v);
+    if (nd < 0)
+        return -ERANGE;
+    if (nd == 0)
+        return -EINVAL;
+    const char *unit = s + nd;
+    uint64_t mult = 0;
+    if (*unit == '\0')
+        mult = 1;
+    for (size_t i = 0; i < nunits && mult == 0; i++)
+        if (strcmp(unit, units[i].unit) == 0)
+            mult = units[i].mult;
+    if (mult == 0)
+        return -EINVAL;
+    if (v > max / mult)
+        return -ERANGE;
+    *ret = v * mult;
+    return 0;
+}
 
 /* Parses a duration into milliseconds: 0, -EINVAL (bad syntax) or -ERANGE. */
 int dy_config_parse_duration(const char *s, int64_t *ret_ms)
 {
     uint64_t v;
-    int nd = s_parse_count(s, &v);
-    if (nd < 0)
-        return -ERANGE;
-    if (nd == 0)
-        return -EINVAL;
-    const char *unit = s + nd;
-    uint64_t mult = 0;
-    if (*unit == '\0')
-        mult = 1;
-    for (size_t i = 0; i < DY_ARRAY_LEN(s_duration_units) && mult == 0; i++)
-        if (strcmp(unit, s_duration_units[i].unit) == 0)
-            mult = s_duration_units[i].mult;
-    if (mult == 0)
-        return -EINVAL;
-    if (v > (uint64_t)INT64_MAX / mult)
-        return -ERANGE;
-    *ret_ms = (int64_t)(v * mult);
-    return 0;
+    int rc = s_parse_units(s, s_duration_units, DY_ARRAY_LEN(s_duration_units),
+                           (uint64_t)INT64_MAX, &v);
+    if (rc == 0)
+        *ret_ms = (int64_t)v;
+    return rc;
 }
 
 /* Parses a size into bytes: 0, -EINVAL (bad syntax) or -ERANGE. */
 int dy_config_parse_size(const char *s, uint64_t *ret_bytes)
 {
-    uint64_t v;
-    int nd = s_parse_count(s, &v);
-    if (nd < 0)
-        return -ERANGE;
-    if (nd == 0)
-        return -EINVAL;
-    const char *unit = s + nd;
-    uint64_t mult = 0;
-    if (*unit == '\0')
-        mult = 1;
-    for (size_t i = 0; i < DY_ARRAY_LEN(s_size_units) && mult == 0; i++)
-        if (strcmp(unit, s_size_units[i].unit) == 0)
-            mult = s_size_units[i].mult;
-    if (mult == 0)
-        return -EINVAL;
-    if (v > UINT64_MAX / mult)
-        return -ERANGE;
-    *ret_bytes = v * mult;
-    return 0;
+    return s_parse_units(s, s_size_units, DY_ARRAY_LEN(s_size_units), UINT64_MAX, ret_bytes);
+}
+
+/* Formats v in the largest unit of units that holds it exactly (0 in the unit of 1). */
+static void s_fmt_units(uint64_t v, const s_unit_t *units, size_t nunits, char *out,
+                        size_t outlen)
+{
+    for (size_t i = 0; i < nunits; i++) {
+        uint64_t m = units[i].mult;
+        if (v == 0 ? m == 1 : v % m == 0) {
+            snprintf(out, outlen, "%" PRIu64 "%s", v / m, units[i].unit);
+            return;
+        }
+    }
 }
 
 /* Formats ms in the largest unit that holds it exactly. */
@@ -371,24 +380,12 @@ static void s_fmt_duration(int64_t ms, char *out, size_t outlen)
         snprintf(out, outlen, "%" PRId64 "ms", ms);
         return;
     }
-    for (size_t i = 0; i < DY_ARRAY_LEN(s_duration_units); i++) {
-        uint64_t m = s_duration_units[i].mult;
-        if (ms == 0 ? m == 1 : (uint64_t)ms % m == 0) {
-            snprintf(out, outlen, "%" PRIu64 "%s", (uint64_t)ms / m, s_duration_units[i].unit);
-            return;
-        }
-    }
+    s_fmt_units((uint64_t)ms, s_duration_units, DY_ARRAY_LEN(s_duration_units), out, outlen);
 }
 
 static void s_fmt_size(uint64_t b, char *out, size_t outlen)
 {
-    for (size_t i = 0; i < DY_ARRAY_LEN(s_size_units); i++) {
-        uint64_t m = s_size_units[i].mult;
-        if (b == 0 ? m == 1 : b % m == 0) {
-            snprintf(out, outlen, "%" PRIu64 "%s", b / m, s_size_units[i].unit);
-            return;
-        }
-    }
+    s_fmt_units(b, s_size_units, DY_ARRAY_LEN(s_size_units), out, outlen);
 }
 
 /* Shortest decimal text that strtod reads back to exactly d. */
@@ -939,12 +936,11 @@ int dy_config_load(const char *path, const dy_cfg_key_t *keys, size_t nkeys, voi
 
 /* ---- printing ---------------------------------------------------------------------------- */
 
-/* Decodes one UTF-8 sequence at p (n bytes left); returns its length and
- * the code point in *cp, or 0 if the bytes are not well-formed UTF-8. */
-static size_t s_utf8(const unsigned char *p, size_t n, uint32_t *cp)
+/* Defined here, not in log.c, because fuzz_config compiles config.c on its own. */
+size_t dy_config_utf8_decode(const unsigned char *p, size_t n, uint32_t *ret_cp)
 {
     if (p[0] < 0x80) {
-        *cp = p[0];
+        *ret_cp = p[0];
         return 1;
     }
     size_t len;
@@ -967,7 +963,7 @@ static size_t s_utf8(const unsigned char *p, size_t n, uint32_t *cp)
     }
     if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
         return 0;
-    *cp = v;
+    *ret_cp = v;
     return len;
 }
 
@@ -984,7 +980,7 @@ static void s_print_string(FILE *f, const char *s)
     fputc('"', f);
     while (n > 0) {
         uint32_t cp;
-        size_t l = s_utf8(p, n, &cp);
+        size_t l = dy_config_utf8_decode(p, n, &cp);
         if (l == 0) {
             fprintf(f, "\\x%02x", p[0]);
             p++, n--;

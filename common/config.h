@@ -88,6 +88,11 @@ bool dy_config_equal(const dy_cfg_key_t *keys, size_t nkeys, const void *a, cons
 int dy_config_parse_duration(const char *s, int64_t *ret_ms);
 int dy_config_parse_size(const char *s, uint64_t *ret_bytes);
 
+/* Decodes one well-formed UTF-8 sequence at p (n > 0 bytes left): its length (1..4) with the
+ * code point in *ret_cp, or 0 (ret_cp untouched) for an ill-formed, overlong, surrogate or
+ * truncated sequence.  Shared by the config printer and the JSON log escaper (log.c). */
+size_t dy_config_utf8_decode(const unsigned char *p, size_t n, uint32_t *ret_cp);
+
 /* Checks an ENDPOINT value ("host:port", "[v6]:port", "*:port"): 0, or
  * -EINVAL with *ret_why pointing at a static reason. */
 int dy_config_check_endpoint(const char *s, const char **ret_why);

@@ -19,6 +19,8 @@
  */
 #include "log.h"
 
+#include "config.h" /* dy_config_utf8_decode */
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -116,36 +118,6 @@ static void s_str(s_line_t *l, const char *s)
     s_raw(l, s, strlen(s));
 }
 
-/* Decodes one well-formed UTF-8 sequence: its length, or 0. */
-static size_t s_utf8(const unsigned char *p, size_t n, uint32_t *cp)
-{
-    size_t len;
-    uint32_t v, min;
-    if (p[0] < 0x80) {
-        *cp = p[0];
-        return 1;
-    } else if ((p[0] & 0xe0) == 0xc0) {
-        len = 2, v = p[0] & 0x1f, min = 0x80;
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        len = 3, v = p[0] & 0x0f, min = 0x800;
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        len = 4, v = p[0] & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (p[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 /* Appends s as a quoted JSON string of at most cap escaped bytes between
  * the quotes (cap >= sizeof(S_MARK)); a longer string is cut at a
  * character boundary and ends in S_MARK. */
@@ -156,7 +128,7 @@ static void s_json(s_line_t *l, const char *s, size_t cap)
     s_raw(l, "\"", 1);
     while (n > 0) {
         uint32_t cp;
-        size_t k = s_utf8(p, n, &cp);
+        size_t k = dy_config_utf8_decode(p, n, &cp);
         char esc[8];
         const char *out = esc;
         size_t outlen;
