@@ -664,13 +664,14 @@ static int s_cli_result(int rc, ProtobufCMessage *resp, const ProtobufCMessageDe
     return -1;
 }
 
-int dy_rpc_unary(dy_rpc_client_t *self, const char *method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
-                 int timeout_ms, dy_rpc_status_t *st)
+/* The start of a call that sends one request (unary, server stream): st reset, the client
+ * ready, req encoded and flushed by the call's deadline (timeout_ms, or dflt_ms when not
+ * positive; returned in *ret_deadline).  0, or -1 with st filled (a write failure also fails
+ * the connection). */
+static int s_cli_send_request(dy_rpc_client_t *self, const char *method,
+                              const ProtobufCMessage *req, int timeout_ms, int dflt_ms,
+                              int64_t *ret_deadline, dy_rpc_status_t *st)
 {
-    dy_rpc_status_t scratch;
-    if (st == NULL)
-        st = &scratch;
     s_st_set(st, DY_WIRE_STATUS_OK, DY_WIRE_REASON_NONE, "%s", "");
     if (!s_cli_ready(self, method, st))
         return -1;
@@ -678,7 +679,8 @@ int dy_rpc_unary(dy_rpc_client_t *self, const char *method, const ProtobufCMessa
         s_st_set(st, DY_WIRE_STATUS_INVALID_ARGUMENT, DY_WIRE_REASON_NONE, "no request");
         return -1;
     }
-    int64_t deadline = s_deadline(timeout_ms, S_UNARY_TIMEOUT_MS);
+    int64_t deadline = s_deadline(timeout_ms, dflt_ms);
+    *ret_deadline = deadline;
     int rc = s_cli_encode_start(self, method, req, true, deadline);
     if (rc < 0) {
         s_st_set(st, dy_wire_status_from_errno(rc), DY_WIRE_REASON_NONE,
@@ -690,8 +692,21 @@ int dy_rpc_unary(dy_rpc_client_t *self, const char *method, const ProtobufCMessa
         s_cli_write_failed(self, rc, st);
         return -1;
     }
+    return 0;
+}
+
+int dy_rpc_unary(dy_rpc_client_t *self, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
+                 int timeout_ms, dy_rpc_status_t *st)
+{
+    dy_rpc_status_t scratch;
+    if (st == NULL)
+        st = &scratch;
+    int64_t deadline;
+    if (s_cli_send_request(self, method, req, timeout_ms, S_UNARY_TIMEOUT_MS, &deadline, st) < 0)
+        return -1;
     ProtobufCMessage *resp = NULL;
-    rc = s_cli_await(self, deadline, resp_desc, &resp, NULL, st);
+    int rc = s_cli_await(self, deadline, resp_desc, &resp, NULL, st);
     if (rc < 0)
         s_cli_fail(self, rc, st);
     return s_cli_result(rc, resp, resp_desc, ret_resp, st);
@@ -878,25 +893,9 @@ int dy_rpc_stream_open(dy_rpc_client_t *self, const char *method, const Protobuf
     dy_rpc_status_t scratch;
     if (st == NULL)
         st = &scratch;
-    s_st_set(st, DY_WIRE_STATUS_OK, DY_WIRE_REASON_NONE, "%s", "");
-    if (!s_cli_ready(self, method, st))
+    int64_t deadline;
+    if (s_cli_send_request(self, method, req, timeout_ms, S_STREAM_TIMEOUT_MS, &deadline, st) < 0)
         return -1;
-    if (req == NULL) {
-        s_st_set(st, DY_WIRE_STATUS_INVALID_ARGUMENT, DY_WIRE_REASON_NONE, "no request");
-        return -1;
-    }
-    int64_t deadline = s_deadline(timeout_ms, S_STREAM_TIMEOUT_MS);
-    int rc = s_cli_encode_start(self, method, req, true, deadline);
-    if (rc < 0) {
-        s_st_set(st, dy_wire_status_from_errno(rc), DY_WIRE_REASON_NONE,
-                 "cannot encode the request: %s", strerror(-rc));
-        return -1;
-    }
-    rc = s_cli_flush(self, deadline);
-    if (rc < 0) {
-        s_cli_write_failed(self, rc, st);
-        return -1;
-    }
     self->stream_open = true;
     self->stream_deadline = deadline;
     return 0;
