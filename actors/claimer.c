@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "actor.h"
+#include "duchy_state.h"
 #include "admin.pb-c.h"
 #include "claim_build.h"
 #include "claim_job.h"
@@ -654,13 +655,10 @@ int main(int argc, char **argv)
     snprintf(c.mill_path, sizeof(c.mill_path), "%s/duchy-mill", self);
     if (access(c.mill_path, X_OK) != 0)
         fatal_config("no executable duchy-mill at %s", c.mill_path);
-    char path[1100];
-    snprintf(path, sizeof(path), "%s/duchy.db", c.cfg->data_dir);
-    dy_store_config_t sc = {.path = path, .max_attempts = (int)c.cfg->max_attempts,
-                            .backoff_scale = c.cfg->backoff_scale};
-    int rc = dy_store_open(&sc, &c.store);
+    char err[512];
+    int rc = dy_duchy_store_open(c.cfg, &c.store, err, sizeof(err));
     if (rc < 0)
-        fatalx("cannot open the store %s: %s", path, strerror(-rc));
+        fatalx("%s", err);
     static const struct {
         int peer;
         const char *file;

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "actor.h"
+#include "duchy_state.h"
 #include "admin.pb-c.h"
 #include "blob.h"
 #include "coord.h"
@@ -773,18 +774,12 @@ int main(int argc, char **argv)
     co->exe[k] = '\0';
 
     const dy_duchy_config_t *cfg = co->cfg;
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/duchy.db", cfg->data_dir);
-    dy_store_config_t sc = {
-        .path = path, .max_attempts = (int)cfg->max_attempts, .backoff_scale = cfg->backoff_scale};
-    int rc = dy_store_open(&sc, &co->store);
+    char err[512];
+    int rc = dy_duchy_store_open(cfg, &co->store, err, sizeof(err));
     if (rc < 0)
-        fatalx("store %s: %s", path, strerror(-rc));
-    snprintf(path, sizeof(path), "%s/blobs", cfg->data_dir);
-    (void)mkdir(path, 0700);
-    co->blobs = dy_blobdir_new(path, cfg->id);
-    if (!co->blobs)
-        fatal("blob directory %s", path);
+        fatalx("%s", err);
+    if ((co->blobs = dy_duchy_blobs_open(cfg, err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     snprintf(co->spool_dir, sizeof(co->spool_dir), "%s/spool", cfg->data_dir);
     co->ctx = (dy_coord_ctx_t){.my_id = cfg->id,
                                .aggregator_id = cfg->aggregator_id,

@@ -25,6 +25,7 @@
  */
 #include "actor.h"
 #include "blob.h"
+#include "duchy_state.h"
 #include "kingdom_client.h"
 #include "kingdom_fx.h"
 #include "mc_util.h"
@@ -523,19 +524,8 @@ static int s_on_request(zloop_t *loop, zsock_t *sock, void *arg)
                              : r.outcome == DY_OUTCOME_TEMPFAIL ? "tempfail"
                                                                 : "permfail",
                    1);
-    AM(EffectsReply) er = AME(EFFECTS_REPLY__INIT);
-    er.outcome = r.outcome == DY_OUTCOME_OK         ? AME(OUTCOME__OUTCOME_OK)
-                 : r.outcome == DY_OUTCOME_TEMPFAIL ? AME(OUTCOME__OUTCOME_TEMPFAIL)
-                                                    : AME(OUTCOME__OUTCOME_PERMFAIL);
-    er.code = r.code;
-    er.message = r.message;
-    AM(ActorMessage) reply = AME(ACTOR_MESSAGE__INIT);
-    reply.version = 1;
-    reply.request_id = m->request_id;
-    reply.sender = (char *)"participant";
-    reply.body_case = AME(ACTOR_MESSAGE__BODY_EFFECTS_REPLY);
-    reply.effects_reply = &er;
-    if (dy_actor_send_msg(sock, identity, &reply) < 0)
+    if (dy_actor_reply_effects(sock, identity, m->request_id, "participant", r.outcome, r.code,
+                               r.message) < 0)
         log_warnx("cannot answer request %s, ignoring", m->request_id);
     zframe_destroy(&identity);
     protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -549,17 +539,12 @@ int main(int argc, char **argv)
     dy_actor_ops_t ops = {.arg = &p};
     p.actor = dy_actor_new("participant", argc, argv, &ops);
     p.cfg = dy_actor_config(p.actor);
-    char path[1024], err[512] = "";
-    snprintf(path, sizeof(path), "%s/duchy.db", p.cfg->data_dir);
-    dy_store_config_t sc = {.path = path, .max_attempts = (int)p.cfg->max_attempts};
-    int rc = dy_store_open(&sc, &p.store);
+    char err[512] = "";
+    int rc = dy_duchy_store_open(p.cfg, &p.store, err, sizeof(err));
     if (rc < 0)
-        fatalx("cannot open the store %s: %s", path, strerror(-rc));
-    snprintf(path, sizeof(path), "%s/blobs", p.cfg->data_dir);
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        fatal("cannot create %s", path);
-    if ((p.blobs = dy_blobdir_new(path, p.cfg->id)) == NULL)
-        fatal("cannot open the blob directory %s", path);
+        fatalx("%s", err);
+    if ((p.blobs = dy_duchy_blobs_open(p.cfg, err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     if ((rc = dy_secrets_load_master(p.cfg->master_key_file, p.master)) < 0)
         fatal_config("cannot read the master key %s: %s", p.cfg->master_key_file, strerror(-rc));
     if ((p.sign_key = dy_kf_load_key(p.cfg->sign_key)) == NULL)

@@ -19,6 +19,7 @@
  */
 #include "actor.h"
 #include "blob.h"
+#include "duchy_state.h"
 #include "details.h"
 #include "kingdom_client.h"
 #include "kingdom_fx.h"
@@ -279,19 +280,8 @@ static int s_on_request(zloop_t *loop, zsock_t *sock, void *arg)
     else
         log_info_c(&ctx, "submission %s: %s: %s",
                    r.outcome == DY_OUTCOME_TEMPFAIL ? "TEMPFAIL" : "PERMFAIL", r.code, r.message);
-    AM(EffectsReply) er = AME(EFFECTS_REPLY__INIT);
-    er.outcome = r.outcome == DY_OUTCOME_OK         ? AME(OUTCOME__OUTCOME_OK)
-                 : r.outcome == DY_OUTCOME_TEMPFAIL ? AME(OUTCOME__OUTCOME_TEMPFAIL)
-                                                    : AME(OUTCOME__OUTCOME_PERMFAIL);
-    er.code = r.code;
-    er.message = r.message;
-    AM(ActorMessage) reply = AME(ACTOR_MESSAGE__INIT);
-    reply.version = 1;
-    reply.request_id = m->request_id;
-    reply.sender = (char *)"submitter";
-    reply.body_case = AME(ACTOR_MESSAGE__BODY_EFFECTS_REPLY);
-    reply.effects_reply = &er;
-    if (dy_actor_send_msg(sock, identity, &reply) < 0)
+    if (dy_actor_reply_effects(sock, identity, m->request_id, "submitter", r.outcome, r.code,
+                               r.message) < 0)
         log_warnx("cannot answer request %s, ignoring", m->request_id);
     zframe_destroy(&identity);
     protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -305,17 +295,12 @@ int main(int argc, char **argv)
     dy_actor_ops_t ops = {.arg = &sb};
     sb.actor = dy_actor_new("submitter", argc, argv, &ops);
     sb.cfg = dy_actor_config(sb.actor);
-    char path[1024], err[512] = "";
-    snprintf(path, sizeof(path), "%s/duchy.db", sb.cfg->data_dir);
-    dy_store_config_t sc = {.path = path, .max_attempts = (int)sb.cfg->max_attempts};
-    int rc = dy_store_open(&sc, &sb.store);
+    char err[512] = "";
+    int rc = dy_duchy_store_open(sb.cfg, &sb.store, err, sizeof(err));
     if (rc < 0)
-        fatalx("cannot open the store %s: %s", path, strerror(-rc));
-    snprintf(path, sizeof(path), "%s/blobs", sb.cfg->data_dir);
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        fatal("cannot create %s", path);
-    if ((sb.blobs = dy_blobdir_new(path, sb.cfg->id)) == NULL)
-        fatal("cannot open the blob directory %s", path);
+        fatalx("%s", err);
+    if ((sb.blobs = dy_duchy_blobs_open(sb.cfg, err, sizeof(err))) == NULL)
+        fatalx("%s", err);
     if ((sb.sign_key = dy_kf_load_key(sb.cfg->sign_key)) == NULL)
         fatal_config("cannot read the signing key %s", sb.cfg->sign_key);
     if ((sb.kingdom = dy_kc_new(sb.cfg, err, sizeof(err))) == NULL)

@@ -1112,6 +1112,25 @@ out:
 
 /* ---- actor messages ---------------------------------------------------------------------- */
 
+int dy_actor_reply_effects(zsock_t *sock, zframe_t *identity, const char *request_id,
+                           const char *sender, dy_outcome_t outcome, const char *code,
+                           const char *message)
+{
+    Halo__Internal__V1__EffectsReply er = HALO__INTERNAL__V1__EFFECTS_REPLY__INIT;
+    er.outcome = outcome == DY_OUTCOME_OK         ? HALO__INTERNAL__V1__OUTCOME__OUTCOME_OK
+                 : outcome == DY_OUTCOME_TEMPFAIL ? HALO__INTERNAL__V1__OUTCOME__OUTCOME_TEMPFAIL
+                                                  : HALO__INTERNAL__V1__OUTCOME__OUTCOME_PERMFAIL;
+    er.code = (char *)(code ? code : "");
+    er.message = (char *)(message ? message : "");
+    Halo__Internal__V1__ActorMessage reply = HALO__INTERNAL__V1__ACTOR_MESSAGE__INIT;
+    reply.version = 1;
+    reply.request_id = (char *)(request_id ? request_id : "");
+    reply.sender = (char *)sender;
+    reply.body_case = HALO__INTERNAL__V1__ACTOR_MESSAGE__BODY_EFFECTS_REPLY;
+    reply.effects_reply = &er;
+    return dy_actor_send_msg(sock, identity, &reply);
+}
+
 int dy_actor_send_msg(zsock_t *sock, zframe_t *identity, const void *actor_message)
 {
     const Halo__Internal__V1__ActorMessage *m = actor_message;

@@ -84,6 +84,13 @@ void dy_actor_gauge(dy_actor_t *self, const char *name, int64_t value);
  * malformed is logged and dropped).  For ROUTER sockets the identity frame
  * is kept in *ret_identity (caller destroys) / given in identity. */
 int dy_actor_send_msg(zsock_t *sock, zframe_t *identity, const void *actor_message);
+
+/* Answers a StageEffects request: an ActorMessage{version 1, request_id,
+ * sender, EffectsReply{outcome, code, message}} to identity on a ROUTER
+ * socket (identity is not consumed).  0 or -errno. */
+int dy_actor_reply_effects(zsock_t *sock, zframe_t *identity, const char *request_id,
+                           const char *sender, dy_outcome_t outcome, const char *code,
+                           const char *message);
 void *dy_actor_recv_msg(zsock_t *sock, zframe_t **ret_identity);
 
 /* ---- Additions (documented in actor.c's header comment) ---- */
