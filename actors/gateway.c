@@ -549,8 +549,15 @@ int main(int argc, char **argv)
     log_info("listening on %s:%d", host, dy_rpc_server_port(gw->srv));
     int rc = dy_actor_run(gw->actor);
 
-    zhashx_destroy(&gw->calls);
+    /* The server first: its destroy runs the on_close of every call still open (the ones the
+     * coordinator never answered when it stopped first: a drain that ran out its 10 s), and
+     * s_on_close uses the call table and the dealer.  Destroying the table first made
+     * s_on_close write to freed s_call_t's and, for a call not owed (an upload mid-stream),
+     * zhashx_delete(NULL): SIGSEGV at exit, exit 139 in the supervisor's log when a duchy
+     * was stopped mid-measurement.  tests/e2e/cluster.sh restart drains with an open call
+     * every time (the use-after-free shows under ASan/valgrind; the crash needs the upload). */
     dy_rpc_server_destroy(&gw->srv);
+    zhashx_destroy(&gw->calls);
     zsock_destroy(&gw->dealer);
     SSL_CTX_free(gw->ctx);
     dy_actor_destroy(&gw->actor);

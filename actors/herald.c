@@ -658,9 +658,16 @@ int main(int argc, char **argv)
     uint8_t tokbuf[DY_STORE_TOKEN_MAX];
     dy_token_t tok;
     h.reader.cfg = h.cfg;
-    if (dy_store_token_get(h.store, tokbuf, sizeof(tokbuf) - 1, &tok) == 0) {
+    if ((rc = dy_store_token_get(h.store, tokbuf, sizeof(tokbuf) - 1, &tok)) == 0) {
         memcpy(h.reader.token, tok.token, tok.token_len);
         h.reader.token[tok.token_len] = '\0';
+        /* Says where a restarted herald picks up (tests/e2e/cluster.sh checks this line). */
+        log_info("resuming the stream from the persisted token (update_time %lld us, id %llu)",
+                 (long long)tok.key_time, (unsigned long long)tok.key_id);
+    } else if (rc == -ENOENT) {
+        log_info("no persisted token: streaming from the start");
+    } else {
+        log_warnx("cannot read the persisted token: %s; streaming from the start", strerror(-rc));
     }
     if (pipe2(h.fds, O_CLOEXEC) < 0)
         fatal("pipe");
