@@ -129,7 +129,7 @@ wait_sup() { # timeout_s -> sets RC
     return 1
 }
 
-echo "1..17"
+echo "1..18"
 
 # Usage and config.
 "$SUP" --help >/dev/null 2>&1
@@ -168,6 +168,9 @@ kill -TERM "$SUPPID"
 wait_sup 15
 check "SIGTERM: the supervisor exits 0" test "${RC:-x}" = 0
 check "SIGTERM reached all seven actors" events_count '^term ' 7
+# The gateway stops first, while the coordinator that answers its calls runs.
+first_term=$(awk '/^term/ {print $2; exit}' "$T/events")
+check "the gateway is stopped before the other actors" test "$first_term" = gateway
 
 # Exit 100 is never restarted; nothing left -> 100.
 : >"$T/events"
