@@ -37,6 +37,24 @@ typedef struct {
     dy_err_t err;                 /* the failing stage's error */
 } h_fed_t;
 
+/* The group context shared by a suite's tests: cmocka group setup and
+ * teardown. */
+static dy_ec_t *g_ec;
+
+static int h_group_setup(void **state)
+{
+    (void)state;
+    g_ec = dy_ec_new();
+    return g_ec ? 0 : -1;
+}
+
+static int h_group_teardown(void **state)
+{
+    (void)state;
+    dy_ec_destroy(&g_ec);
+    return 0;
+}
+
 static uint64_t h_rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t h_rand(void)

@@ -11,20 +11,6 @@
 
 #include "llv2_harness.h"
 
-static dy_ec_t *g_ec;
-
-static int s_group_setup(void **state)
-{
-    g_ec = dy_ec_new();
-    return g_ec ? 0 : -1;
-}
-
-static int s_group_teardown(void **state)
-{
-    dy_ec_destroy(&g_ec);
-    return 0;
-}
-
 /* Runs the federation over sketches and compares with dy_ll_plaintext. */
 static void s_check_exact(const dy_llv2_params_t *prm, dy_ll_sketch_t *sk, size_t n)
 {
@@ -590,5 +576,5 @@ int main(void)
         cmocka_unit_test(test_rerun),
         cmocka_unit_test(test_timing),
     };
-    return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
+    return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

@@ -11,20 +11,6 @@
 
 #include "llv2_harness.h"
 
-static dy_ec_t *g_ec;
-
-static int s_group_setup(void **state)
-{
-    g_ec = dy_ec_new();
-    return g_ec ? 0 : -1;
-}
-
-static int s_group_teardown(void **state)
-{
-    dy_ec_destroy(&g_ec);
-    return 0;
-}
-
 static int64_t s_plain_reach(dy_ll_sketch_t *sk, size_t n, uint64_t *ret_active)
 {
     const dy_ll_sketch_t *skp[H_MAX_EDP];
@@ -307,5 +293,5 @@ int main(void)
         cmocka_unit_test(test_ro_malformed),
         cmocka_unit_test(test_ro_rerun),
     };
-    return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
+    return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }
