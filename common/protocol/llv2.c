@@ -584,3 +584,32 @@ int dy_llv2_ro_lookup(dy_llv2_t *self, const EC_POINT *z, int64_t *ret_n, BN_CTX
              hit[36];
     return 0;
 }
+
+int dy_llv2_partdec_items(const dy_llv2_t *self, dy_llv2_tls_t *t, const uint8_t *in, size_t n,
+                          size_t stride, size_t first_item, const char *what, uint8_t **ret_enc,
+                          dy_err_t *err)
+{
+    const dy_ec_t *ec = self->ec;
+    size_t bad = 0;
+    if (dy_ec_decode_many(ec, t->pt, in, stride * n, &bad, t->ctx) < 0)
+        return dy_llv2_err_decode(err, what, first_item + bad / stride);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = dy_eg_partdec(ec, t->pt[stride * i], t->pt[stride * i + 1], self->x, t->ctx);
+        /* Gather e' into pt[i]: pt[stride·i + 1] is untouched by earlier swaps. */
+        EC_POINT *z = t->pt[stride * i + 1];
+        t->pt[stride * i + 1] = t->pt[i];
+        t->pt[i] = z;
+    }
+    if (rc < 0)
+        return dy_llv2_err_internal(err, rc, what);
+    uint8_t *enc = malloc(n * DY_PT_LEN);
+    if (enc == NULL)
+        return dy_llv2_err_internal(err, -ENOMEM, what);
+    if ((rc = dy_ec_encode_many(ec, t->pt, n, enc, t->ctx)) < 0) {
+        free(enc);
+        return dy_llv2_err_encode(err, rc, what);
+    }
+    *ret_enc = enc;
+    return 0;
+}

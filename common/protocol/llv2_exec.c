@@ -223,27 +223,12 @@ typedef struct {
 static int s_e1a_keys_chunk(void *arg, dy_llv2_tls_t *t, size_t b, size_t e, dy_err_t *err)
 {
     s_e1a_t *j = arg;
-    const dy_ec_t *ec = j->self->ec;
-    size_t n = e - b, bad = 0;
-    if (dy_ec_decode_many(ec, t->pt, j->in + b * DY_LLV2_CRV_BLOCK, 6 * n, &bad, t->ctx) < 0)
-        return dy_llv2_err_decode(err, "exec1 register", b + bad / 6);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = dy_eg_partdec(ec, t->pt[6 * i], t->pt[6 * i + 1], j->self->x, t->ctx);
-        /* Gather z_i into pt[i]: pt[6i+1] is untouched by earlier swaps. */
-        EC_POINT *z = t->pt[6 * i + 1];
-        t->pt[6 * i + 1] = t->pt[i];
-        t->pt[i] = z;
-    }
+    size_t n = e - b;
+    uint8_t *enc = NULL; /* z_i = k1k2·H(idx_i), the group keys */
+    int rc = dy_llv2_partdec_items(j->self, t, j->in + b * DY_LLV2_CRV_BLOCK, n, 6, b,
+                                   "exec1 register", &enc, err);
     if (rc < 0)
-        return dy_llv2_err_internal(err, rc, "exec1 decrypt");
-    uint8_t *enc = malloc(n * S_PT);
-    if (enc == NULL)
-        return dy_llv2_err_internal(err, -ENOMEM, "exec1");
-    if ((rc = dy_ec_encode_many(ec, t->pt, n, enc, t->ctx)) < 0) {
-        free(enc);
-        return dy_llv2_err_encode(err, rc, "exec1 group key");
-    }
+        return rc;
     for (size_t i = 0; i < n; i++) {
         uint8_t *r = j->rec + (b + i) * S_GREC;
         uint32_t v = (uint32_t)(b + i);
@@ -752,26 +737,12 @@ typedef struct {
 static int s_e3na_chunk(void *arg, dy_llv2_tls_t *t, size_t b, size_t e, dy_err_t *err)
 {
     s_e3_t *j = arg;
-    const dy_ec_t *ec = j->self->ec;
-    size_t n = e - b, bad = 0;
-    if (dy_ec_decode_many(ec, t->pt, j->in + b * S_CT, 2 * n, &bad, t->ctx) < 0)
-        return dy_llv2_err_decode(err, "exec3 ciphertext", b + bad / 2);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = dy_eg_partdec(ec, t->pt[2 * i], t->pt[2 * i + 1], j->self->x, t->ctx);
-        EC_POINT *z = t->pt[2 * i + 1]; /* gather e' into pt[i] */
-        t->pt[2 * i + 1] = t->pt[i];
-        t->pt[i] = z;
-    }
+    size_t n = e - b;
+    uint8_t *enc = NULL;
+    int rc = dy_llv2_partdec_items(j->self, t, j->in + b * S_CT, n, 2, b, "exec3 ciphertext",
+                                   &enc, err);
     if (rc < 0)
-        return dy_llv2_err_internal(err, rc, "exec3");
-    uint8_t *enc = malloc(n * S_PT);
-    if (enc == NULL)
-        return dy_llv2_err_internal(err, -ENOMEM, "exec3");
-    if ((rc = dy_ec_encode_many(ec, t->pt, n, enc, t->ctx)) < 0) {
-        free(enc);
-        return dy_llv2_err_encode(err, rc, "exec3");
-    }
+        return rc;
     for (size_t i = 0; i < n; i++) {
         uint8_t *o = j->out + (b + i) * S_CT;
         memcpy(o, j->in + (b + i) * S_CT, S_PT); /* u byte for byte */

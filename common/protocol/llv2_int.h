@@ -89,6 +89,17 @@ int dy_llv2_err_decode(dy_err_t *err, const char *what, size_t item);
 int dy_llv2_err_encode(dy_err_t *err, int rc, const char *what);
 int dy_llv2_err_internal(dy_err_t *err, int rc, const char *what);
 
+/* Decodes n items of `stride` 65-byte points at in (all validated; a bad
+ * one is invalid_point naming `what` and item first_item + its index),
+ * partially decrypts each item's first ciphertext (its points 0 and 1)
+ * with this duchy's x, and encodes the n decrypted e points, in item order,
+ * into *ret_enc (n × 65 bytes, caller frees).  Needs stride·n points in
+ * t->pt; afterwards t->pt[0..n) hold the decrypted points.  Shared by
+ * exec1 AGG (group keys), exec3 NA and reach-only AGG. */
+int dy_llv2_partdec_items(const dy_llv2_t *self, dy_llv2_tls_t *t, const uint8_t *in, size_t n,
+                          size_t stride, size_t first_item, const char *what, uint8_t **ret_enc,
+                          dy_err_t *err);
+
 /* Validates every 65-byte point of blob (len a multiple of block) in
  * parallel.  -EINVAL bad_length / invalid_point. */
 int dy_llv2_check_blob(const dy_llv2_t *self, const uint8_t *blob, size_t len, size_t block,

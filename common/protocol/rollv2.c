@@ -213,26 +213,12 @@ static int s_na_chunk(void *arg, dy_llv2_tls_t *t, size_t b, size_t e, dy_err_t 
 static int s_agg_chunk(void *arg, dy_llv2_tls_t *t, size_t b, size_t e, dy_err_t *err)
 {
     s_ex_t *j = arg;
-    const dy_ec_t *ec = j->self->ec;
-    size_t n = e - b, bad = 0;
-    if (dy_ec_decode_many(ec, t->pt, j->in + b * S_B, 2 * n, &bad, t->ctx) < 0)
-        return dy_llv2_err_decode(err, "reach-only register", b + bad / 2);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = dy_eg_partdec(ec, t->pt[2 * i], t->pt[2 * i + 1], j->self->x, t->ctx);
-        EC_POINT *z = t->pt[2 * i + 1]; /* gather z into pt[i] */
-        t->pt[2 * i + 1] = t->pt[i];
-        t->pt[i] = z;
-    }
+    size_t n = e - b;
+    uint8_t *enc = NULL;
+    int rc = dy_llv2_partdec_items(j->self, t, j->in + b * S_B, n, 2, b, "reach-only register",
+                                   &enc, err);
     if (rc < 0)
-        return dy_llv2_err_internal(err, rc, "reach-only decrypt");
-    uint8_t *enc = malloc(n * DY_PT_LEN);
-    if (enc == NULL)
-        return dy_llv2_err_internal(err, -ENOMEM, "reach-only decrypt");
-    if ((rc = dy_ec_encode_many(ec, t->pt, n, enc, t->ctx)) < 0) {
-        free(enc);
-        return dy_llv2_err_encode(err, rc, "reach-only decrypted index");
-    }
+        return rc;
     for (size_t i = 0; i < n; i++)
         dy_llv2_compress(enc + i * DY_PT_LEN, j->out + (b + i) * DY_PTC_LEN);
     free(enc);
