@@ -64,10 +64,9 @@ typedef struct {
 
 /* ---- names (coord_rules.c) ----------------------------------------------------------- */
 
-/* A generated id: 11 base64url characters decoding to 8 bytes, not all zero. */
+/* A generated id: 11 base64url characters decoding to 8 bytes, not all zero
+ * (its value: dy_ext_id_decode, dy.h). */
 bool dy_coord_generated_id_ok(const char *id);
-/* Its 64-bit value (the 8 big-endian bytes).  0 or -EINVAL. */
-int dy_coord_generated_id_decode(const char *id, uint64_t *ret);
 /* A duchy id: [a-z]([a-z0-9-]{0,61}[a-z0-9])?. */
 bool dy_coord_duchy_id_ok(const char *id);
 /* A data provider / requisition id as PROTOCOL.md §1: non-empty, <= 63 bytes of

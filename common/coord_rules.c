@@ -50,48 +50,10 @@ int dy_coord_reply_error(dy_coord_reply_t *r, int code, int reason, const char *
 
 /* ---- names ------------------------------------------------------------------------------ */
 
-static int s_b64url(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '-')
-        return 62;
-    if (ch == '_')
-        return 63;
-    return -1;
-}
-
 bool dy_coord_generated_id_ok(const char *id)
 {
     uint64_t v;
-    return dy_coord_generated_id_decode(id, &v) == 0;
-}
-
-int dy_coord_generated_id_decode(const char *id, uint64_t *ret)
-{
-    if (!id || strlen(id) != 11)
-        return -EINVAL;
-    uint64_t v = 0;
-    for (int i = 0; i < 11; i++) {
-        int x = s_b64url(id[i]);
-        if (x < 0)
-            return -EINVAL;
-        if (i < 10)
-            v = (v << 6) | (uint64_t)x;
-        else {
-            if (x & 3) /* 66 bits carry 64: the last two must be zero */
-                return -EINVAL;
-            v = (v << 4) | (uint64_t)(x >> 2);
-        }
-    }
-    if (v == 0)
-        return -EINVAL;
-    *ret = v;
-    return 0;
+    return dy_ext_id_decode(id, &v) == 0;
 }
 
 bool dy_coord_duchy_id_ok(const char *id)
@@ -118,7 +80,7 @@ bool dy_coord_plain_id_ok(const char *id)
     if (n < 1 || n > 63)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (s_b64url(id[i]) < 0)
+        if (dy_b64url_value(id[i]) < 0)
             return false;
     return true;
 }
@@ -596,7 +558,7 @@ int dy_coord_fulfill_match(const uint8_t *details, size_t details_len, const cha
         /* §3.3: fixed at creation, id mod 2: 0 = FNA, 1 = SNA.  The Kingdom's
          * system view names the fulfilling participant only once fulfilled. */
         uint64_t rid = 0;
-        (void)dy_coord_generated_id_decode(h->req, &rid);
+        (void)dy_ext_id_decode(h->req, &rid);
         const char *assigned =
             rid % 2 == 0 ? cd->first_non_aggregator_id : cd->second_non_aggregator_id;
         s_copy_id(ret->fulfilling_duchy, assigned);

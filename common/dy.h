@@ -71,6 +71,24 @@ void dy_hex(const uint8_t *in, size_t n, char *out);
  * number of bytes written or -EINVAL. */
 int dy_unhex(const char *hex, uint8_t *out, size_t cap);
 
+/* Base64url without padding (RFC 4648 §5), as the system API's generated
+ * ids and continuation tokens use it.  encode writes at most cap-1
+ * characters and a NUL, returning the number written; decode takes exactly
+ * len characters of the alphabet (no '='), refuses non-canonical trailing
+ * bits and a length of 1 mod 4, and returns the bytes written or -EINVAL
+ * (also when they would exceed cap). */
+size_t dy_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap);
+/* The 6-bit value of a base64url character, or -1. */
+int dy_b64url_value(char c);
+int dy_b64url_decode(const char *s, size_t len, uint8_t *out, size_t cap);
+
+/* A generated external id (PROTOCOL.md §1): a nonzero 64-bit value as the
+ * 11-character base64url of its 8 big-endian bytes.  decode: 0 or
+ * -EINVAL (NULL, wrong length or alphabet, non-canonical, zero). */
+#define DY_EXT_ID_LEN 11
+void dy_ext_id_encode(uint64_t id, char out[DY_EXT_ID_LEN + 1]);
+int dy_ext_id_decode(const char *s, uint64_t *ret_id);
+
 /* Monotonic wall time and the calling process's CPU time, in seconds. */
 double dy_now(void);
 double dy_cpu_now(void);

@@ -81,21 +81,6 @@ int dy_herald_plan(int protocol, int role, int kingdom_state, bool exists, bool 
     return 0;
 }
 
-static int s_b64url_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 int dy_herald_token_key(const char *token, int64_t *ret_time_us, uint64_t *ret_id)
 {
     if (token == NULL)
@@ -104,25 +89,12 @@ int dy_herald_token_key(const char *token, int64_t *ret_time_us, uint64_t *ret_i
     if (n == 0 || n > 1024 || n % 4 == 1)
         return -EINVAL;
     uint8_t buf[800];
-    size_t len = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = s_b64url_val(token[i]);
-        if (v < 0)
-            return -EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[len++] = (uint8_t)(acc >> bits);
-        }
-    }
-    if ((acc & ((1u << bits) - 1)) != 0) /* non-canonical trailing bits */
+    int len = dy_b64url_decode(token, n, buf, sizeof(buf));
+    if (len < 0)
         return -EINVAL;
     Wfa__Measurement__System__V1alpha__StreamActiveComputationsContinuationToken *t =
         wfa__measurement__system__v1alpha__stream_active_computations_continuation_token__unpack(
-            NULL, len, buf);
+            NULL, (size_t)len, buf);
     if (t == NULL)
         return -EINVAL;
     int64_t s = t->last_seen_update_time ? t->last_seen_update_time->seconds : 0;

@@ -110,6 +110,93 @@ int dy_unhex(const char *hex, uint8_t *out, size_t cap)
     return (int)(n / 2);
 }
 
+static const char s_b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int dy_b64url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+size_t dy_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        size_t left = n - i;
+        if (left > 1)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (left > 2)
+            v |= in[i + 2];
+        size_t chars = left >= 3 ? 4 : left + 1;
+        for (size_t k = 0; k < chars && o + 1 < cap; k++)
+            out[o++] = s_b64url[(v >> (18 - 6 * k)) & 63];
+    }
+    if (cap > 0)
+        out[o < cap ? o : cap - 1] = '\0';
+    return o;
+}
+
+int dy_b64url_decode(const char *s, size_t len, uint8_t *out, size_t cap)
+{
+    if (len % 4 == 1)
+        return -EINVAL;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = dy_b64url_value(s[i]);
+        if (v < 0)
+            return -EINVAL;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap)
+                return -EINVAL;
+            out[o++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) /* non-canonical trailing bits */
+        return -EINVAL;
+    return (int)o;
+}
+
+void dy_ext_id_encode(uint64_t id, char out[DY_EXT_ID_LEN + 1])
+{
+    uint8_t be[8];
+    for (int i = 0; i < 8; i++)
+        be[i] = (uint8_t)(id >> (56 - 8 * i));
+    dy_b64url_encode(be, sizeof(be), out, DY_EXT_ID_LEN + 1);
+}
+
+int dy_ext_id_decode(const char *s, uint64_t *ret_id)
+{
+    if (s == NULL || strlen(s) != DY_EXT_ID_LEN)
+        return -EINVAL;
+    uint8_t be[9];
+    if (dy_b64url_decode(s, DY_EXT_ID_LEN, be, sizeof(be)) != 8)
+        return -EINVAL;
+    uint64_t id = 0;
+    for (int i = 0; i < 8; i++)
+        id = (id << 8) | be[i];
+    if (id == 0)
+        return -EINVAL;
+    *ret_id = id;
+    return 0;
+}
+
 double dy_now(void)
 {
     struct timespec ts;

@@ -258,7 +258,7 @@ static Google__Protobuf__Timestamp *s_ts(s_arena_t *a, int64_t us)
 static char *s_ext(s_arena_t *a, uint64_t id)
 {
     char buf[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(id, buf);
+    dy_ext_id_encode(id, buf);
     return s_fmt(a, "%s", buf);
 }
 
@@ -328,7 +328,7 @@ static int s_parse_comp_name(const char *name, const char *kind, uint64_t *ret_c
     char *seg[S_MAX_SEGS];
     int n = s_split(name, buf, seg);
     int want = kind == NULL ? 2 : 4;
-    if (n != want || strcmp(seg[0], "computations") != 0 || dy_kd_id_decode(seg[1], ret_comp) < 0)
+    if (n != want || strcmp(seg[0], "computations") != 0 || dy_ext_id_decode(seg[1], ret_comp) < 0)
         return -1;
     if (kind == NULL)
         return 0;
@@ -355,7 +355,7 @@ static int s_parse_owned(const char *name, const char *root, const char *kind,
     if (!owner_ok)
         return -1;
     if (ret_id != NULL) {
-        if (dy_kd_id_decode(seg[3], ret_id) < 0)
+        if (dy_ext_id_decode(seg[3], ret_id) < 0)
             return -1;
     } else if (!s_other_id_ok(seg[3])) {
         return -1;
@@ -545,7 +545,7 @@ static SYS_(ComputationParticipant) *s_part_view(dy_kd_api_t *api, s_arena_t *a,
     if (v == NULL)
         return NULL;
     char cid[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(comp->id, cid);
+    dy_ext_id_encode(comp->id, cid);
     v->name = s_fmt(a, "computations/%s/participants/%s", cid, p->duchy);
     v->state = (SYS_(ComputationParticipant__State))p->state;
     v->update_time = s_ts(a, p->update_us);
@@ -579,8 +579,8 @@ static SYS_(Requisition) *s_sysreq_view(s_arena_t *a, const dy_kd_comp_t *comp, 
     if (v == NULL)
         return NULL;
     char cid[DY_KD_EXT_ID_LEN + 1], rid[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(comp->id, cid);
-    dy_kd_id_encode(r->id, rid);
+    dy_ext_id_encode(comp->id, cid);
+    dy_ext_id_encode(r->id, rid);
     v->name = s_fmt(a, "computations/%s/requisitions/%s", cid, rid);
     v->requisition_spec_hash.data = (uint8_t *)r->spec_hash;
     v->requisition_spec_hash.len = DY_KD_HASH_LEN;
@@ -602,7 +602,7 @@ static SYS_(Computation) *s_comp_view(dy_kd_api_t *api, s_arena_t *a, const dy_k
     if (v == NULL)
         return NULL;
     char cid[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(comp->id, cid);
+    dy_ext_id_encode(comp->id, cid);
     v->name = s_fmt(a, "computations/%s", cid);
     v->public_api_version = S_API_VERSION;
     v->measurement_spec.data = comp->spec.data;
@@ -662,7 +662,7 @@ static API_(Measurement) *s_meas_view(dy_kd_api_t *api, s_arena_t *a, const dy_k
     }
     *v = *stored; /* shallow: the stored message keeps ownership */
     char mid[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(comp->id, mid);
+    dy_ext_id_encode(comp->id, mid);
     v->name = s_fmt(a, "measurementConsumers/%s/measurements/%s", comp->mc, mid);
     v->protocol_config = pc;
     v->state = (API_(Measurement__State))dy_kd_measurement_state(comp->state);
@@ -789,8 +789,8 @@ static API_(Requisition) *s_pubreq_view(dy_kd_api_t *api, s_arena_t *a, const dy
     if (v == NULL)
         return NULL;
     char rid[DY_KD_EXT_ID_LEN + 1], mid[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(r->id, rid);
-    dy_kd_id_encode(comp->id, mid);
+    dy_ext_id_encode(r->id, rid);
+    dy_ext_id_encode(comp->id, mid);
     v->name = s_fmt(a, "dataProviders/%s/requisitions/%s", r->edp, rid);
     v->measurement = s_fmt(a, "measurementConsumers/%s/measurements/%s", comp->mc, mid);
     if (m != NULL) {
@@ -866,7 +866,7 @@ int dy_kd_token_encode(int64_t t_us, uint64_t id, char *out, size_t cap)
     if (n > sizeof(buf) || cap < 4 * ((n + 2) / 3) + 1)
         return -EINVAL;
     protobuf_c_message_pack(&tok.base, buf);
-    dy_kd_b64url_encode(buf, n, out, cap);
+    dy_b64url_encode(buf, n, out, cap);
     return 0;
 }
 
@@ -1273,7 +1273,7 @@ static int s_fulfill(dy_kd_api_t *api, const char *caller, const uint8_t *req, s
     uint64_t cid, rid;
     char rids[DY_KD_ID_MAX];
     if (s_parse_comp_name(rq->name, "requisitions", &cid, rids, false) < 0 ||
-        dy_kd_id_decode(rids, &rid) < 0) {
+        dy_ext_id_decode(rids, &rid) < 0) {
         s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "bad requisition name");
         goto out;
     }
@@ -1346,7 +1346,7 @@ static int s_log_entry(dy_kd_api_t *api, const char *caller, const uint8_t *req,
         goto out;
     int dbe = dy_kd_db_new_id(api->db, 'l', &lid);
     char lids[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(lid, lids);
+    dy_ext_id_encode(lid, lids);
     char *name = NULL;
     if (dbe == 0 && asprintf(&name, "%s/logEntries/%s", rq->parent, lids) < 0)
         dbe = -ENOMEM;
@@ -1892,7 +1892,7 @@ static int s_list_requisitions(dy_kd_api_t *api, const char *caller, const uint8
     char parent[DY_KD_ID_MAX];
     uint64_t after = 0;
     if (s_parse_party(rq->parent, "dataProviders", parent) < 0 ||
-        (rq->page_token[0] != '\0' && dy_kd_id_decode(rq->page_token, &after) < 0) ||
+        (rq->page_token[0] != '\0' && dy_ext_id_decode(rq->page_token, &after) < 0) ||
         rq->page_size < 0) {
         s_fail(st, DY_WIRE_STATUS_INVALID_ARGUMENT, "bad parent, page token or page size");
         goto out;

@@ -791,43 +791,7 @@ int dy_kd_db_expired(dy_kd_db_t *db, int64_t before_us, size_t max, uint64_t *id
     return (int)n;
 }
 
-/* ---- base64url and external ids ------------------------------------------------------- */
-
-static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static int s_b64_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-size_t dy_kd_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t left = n - i;
-        if (left > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (left > 2)
-            v |= in[i + 2];
-        size_t chars = left >= 3 ? 4 : left + 1;
-        for (size_t k = 0; k < chars && o + 1 < cap; k++)
-            out[o++] = s_b64[(v >> (18 - 6 * k)) & 63];
-    }
-    if (cap > 0)
-        out[o < cap ? o : cap - 1] = '\0';
-    return o;
-}
+/* ---- tokens --------------------------------------------------------------------------- */
 
 int dy_kd_b64url_decode(const char *s, uint8_t *out, size_t cap)
 {
@@ -839,50 +803,5 @@ int dy_kd_b64url_decode(const char *s, uint8_t *out, size_t cap)
             pad++;
         len -= pad;
     }
-    if (len % 4 == 1)
-        return -EINVAL;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = s_b64_val(s[i]);
-        if (v < 0)
-            return -EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return -EINVAL;
-            out[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0) /* non-canonical trailing bits */
-        return -EINVAL;
-    return (int)o;
-}
-
-void dy_kd_id_encode(uint64_t id, char out[DY_KD_EXT_ID_LEN + 1])
-{
-    uint8_t be[8];
-    for (int i = 0; i < 8; i++)
-        be[i] = (uint8_t)(id >> (56 - 8 * i));
-    dy_kd_b64url_encode(be, sizeof(be), out, DY_KD_EXT_ID_LEN + 1);
-}
-
-int dy_kd_id_decode(const char *s, uint64_t *ret_id)
-{
-    if (s == NULL || strlen(s) != DY_KD_EXT_ID_LEN)
-        return -EINVAL;
-    uint8_t be[9];
-    if (dy_kd_b64url_decode(s, be, sizeof(be)) != 8)
-        return -EINVAL;
-    uint64_t id = 0;
-    for (int i = 0; i < 8; i++)
-        id = (id << 8) | be[i];
-    if (id == 0)
-        return -EINVAL;
-    *ret_id = id;
-    return 0;
+    return dy_b64url_decode(s, len, out, cap);
 }

@@ -107,23 +107,14 @@ int dy_kd_db_expired(dy_kd_db_t *db, int64_t before_us, size_t max, uint64_t *id
 /* Current time in microseconds per the db's clock. */
 int64_t dy_kd_db_now(dy_kd_db_t *db);
 
-/* ---- external ids (PROTOCOL.md §1) ----------------------------------------------------- */
+/* ---- external ids and tokens (PROTOCOL.md §1, §7.2) ------------------------------------ */
 
-#define DY_KD_EXT_ID_LEN 11 /* characters */
+/* Ids use dy_ext_id_encode / dy_ext_id_decode and tokens dy_b64url_encode (dy.h). */
+#define DY_KD_EXT_ID_LEN DY_EXT_ID_LEN /* characters */
 
-/* Renders id (nonzero) as 11 characters of unpadded base64url of its 8 big-endian bytes. */
-void dy_kd_id_encode(uint64_t id, char out[DY_KD_EXT_ID_LEN + 1]);
-
-/* Parses an external id: exactly 11 base64url characters decoding to 8 bytes, not all zero,
- * with the unused low bits of the last character zero.  0 or -EINVAL. */
-int dy_kd_id_decode(const char *s, uint64_t *ret_id);
-
-/* Unpadded base64url of n bytes into out (cap >= 4*ceil(n/3)+1).  Returns the length. */
-size_t dy_kd_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap);
-
-/* Decodes base64url (padding '=' accepted only as the proper tail) into out (cap bytes).
- * Returns the byte count, or -EINVAL (bad character, bad length, non-zero trailing bits,
- * too long). */
+/* Decodes a continuation token: base64url, where the Kingdom also accepts '=' padding as
+ * the proper tail of a multiple-of-4 string (kingdom_api.c D4).  Returns the byte count,
+ * or -EINVAL (bad character, bad length, non-zero trailing bits, too long). */
 int dy_kd_b64url_decode(const char *s, uint8_t *out, size_t cap);
 
 #endif

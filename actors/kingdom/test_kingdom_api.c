@@ -616,7 +616,7 @@ static void test_hmss_flow_and_assignment(void **state)
     assert_int_equal(n, 3);
     for (size_t i = 0; i < n; i++) {
         uint64_t id;
-        assert_int_equal(dy_kd_id_decode(rids[i], &id), 0);
+        assert_int_equal(dy_ext_id_decode(rids[i], &id), 0);
         const char *assigned = id % 2 == 0 ? W1 : W2;
         const char *other = id % 2 == 0 ? W2 : W1;
         /* The EDP view: two NA entries, only the non-assigned one with a key. */
@@ -892,7 +892,7 @@ static void test_log_entry_codes(void **state)
     s_free(out);
     assert_int_equal(s_call(fx, m, W1, &rq.base, NULL, NULL), 0); /* duplicates harmless */
     uint64_t id;
-    assert_int_equal(dy_kd_id_decode(cid, &id), 0);
+    assert_int_equal(dy_ext_id_decode(cid, &id), 0);
     assert_int_equal(dy_kd_db_log_count(fx->db, id, "worker1"), 2);
     assert_int_equal(s_call(fx, m, W2, &rq.base, NULL, NULL), 7);
     assert_int_equal(s_call(fx, m, EDP1, &rq.base, NULL, NULL), 7);
@@ -1125,7 +1125,7 @@ static void test_list_paging(void **state)
         assert_true(r->n_requisitions <= 2);
         for (size_t i = 0; i < r->n_requisitions; i++) {
             uint64_t id;
-            assert_int_equal(dy_kd_id_decode(strrchr(r->requisitions[i]->name, '/') + 1, &id),
+            assert_int_equal(dy_ext_id_decode(strrchr(r->requisitions[i]->name, '/') + 1, &id),
                              0);
             assert_true(id > last);
             last = id;
@@ -1292,23 +1292,23 @@ static void test_stream_tokens(void **state)
     uint8_t raw[64];
     char enc[128];
     size_t rl = protobuf_c_message_pack(&tk.base, raw);
-    dy_kd_b64url_encode(raw, rl, enc, sizeof(enc));
+    dy_b64url_encode(raw, rl, enc, sizeof(enc));
     assert_int_equal(s_poll(fx, W1, enc, it, 60, NULL), -3);
     ts.seconds = 1;
     ts.nanos = 1000000000;
     tk.last_seen_update_time = &ts;
     rl = protobuf_c_message_pack(&tk.base, raw);
-    dy_kd_b64url_encode(raw, rl, enc, sizeof(enc));
+    dy_b64url_encode(raw, rl, enc, sizeof(enc));
     assert_int_equal(s_poll(fx, W1, enc, it, 60, NULL), -3);
     ts.nanos = 0;
     ts.seconds = -1;
     rl = protobuf_c_message_pack(&tk.base, raw);
-    dy_kd_b64url_encode(raw, rl, enc, sizeof(enc));
+    dy_b64url_encode(raw, rl, enc, sizeof(enc));
     assert_int_equal(s_poll(fx, W1, enc, it, 60, NULL), -3);
     /* A valid token with padding is accepted. */
     ts.seconds = 0;
     rl = protobuf_c_message_pack(&tk.base, raw);
-    size_t el = dy_kd_b64url_encode(raw, rl, enc, sizeof(enc));
+    size_t el = dy_b64url_encode(raw, rl, enc, sizeof(enc));
     while (el % 4 != 0)
         enc[el++] = '=';
     enc[el] = '\0';

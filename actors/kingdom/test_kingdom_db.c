@@ -29,25 +29,25 @@ static void test_id_codec(void **state)
 {
     (void)state;
     char out[DY_KD_EXT_ID_LEN + 1];
-    dy_kd_id_encode(1, out);
+    dy_ext_id_encode(1, out);
     assert_string_equal(out, "AAAAAAAAAAE");
-    dy_kd_id_encode(UINT64_MAX, out);
+    dy_ext_id_encode(UINT64_MAX, out);
     assert_string_equal(out, "__________8");
-    dy_kd_id_encode(0x0123456789abcdefull, out);
+    dy_ext_id_encode(0x0123456789abcdefull, out);
     assert_string_equal(out, "ASNFZ4mrze8");
     uint64_t id;
     for (uint64_t v = 1; v < (1ull << 62); v = v * 3 + 7) {
-        dy_kd_id_encode(v, out);
+        dy_ext_id_encode(v, out);
         assert_int_equal(strlen(out), 11);
-        assert_int_equal(dy_kd_id_decode(out, &id), 0);
+        assert_int_equal(dy_ext_id_decode(out, &id), 0);
         assert_true(id == v);
     }
     static const char *const bad[] = {"AAAAAAAAAAA", "AAAAAAAAAA", "AAAAAAAAAAAE", "AAAAAAAAAA=",
                                       "AAAAAAAAAAB", "AAAAAAAAA+E", "AAAAAAAAA/E", ""};
     for (size_t i = 0; i < DY_ARRAY_LEN(bad); i++)
-        if (dy_kd_id_decode(bad[i], &id) == 0)
+        if (dy_ext_id_decode(bad[i], &id) == 0)
             fail_msg("'%s' accepted", bad[i]);
-    assert_int_equal(dy_kd_id_decode(NULL, &id), -EINVAL);
+    assert_int_equal(dy_ext_id_decode(NULL, &id), -EINVAL);
 }
 
 static void test_b64url(void **state)
@@ -55,7 +55,7 @@ static void test_b64url(void **state)
     (void)state;
     uint8_t buf[16];
     char s[32];
-    assert_int_equal(dy_kd_b64url_encode((const uint8_t *)"\xfb\xff", 2, s, sizeof(s)), 3);
+    assert_int_equal(dy_b64url_encode((const uint8_t *)"\xfb\xff", 2, s, sizeof(s)), 3);
     assert_string_equal(s, "-_8");
     assert_int_equal(dy_kd_b64url_decode("-_8", buf, sizeof(buf)), 2);
     assert_int_equal(dy_kd_b64url_decode("-_8=", buf, sizeof(buf)), 2);

@@ -225,7 +225,7 @@ static void test_names(void **state)
     (void)state;
     assert_true(dy_coord_generated_id_ok(COMP));
     uint64_t v = 0;
-    assert_int_equal(dy_coord_generated_id_decode(REQ_ODD, &v), 0);
+    assert_int_equal(dy_ext_id_decode(REQ_ODD, &v), 0);
     assert_int_equal(v, 3);
     assert_false(dy_coord_generated_id_ok("AAAAAAAAAAA")); /* zero */
     assert_false(dy_coord_generated_id_ok("AAAAAAAAAAF")); /* low bits set */

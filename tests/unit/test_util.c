@@ -64,6 +64,37 @@ static void test_hex(void **state)
     assert_int_equal(dy_unhex("0011223344", out, sizeof(out)), -EINVAL);
 }
 
+static void test_b64url_and_ids(void **state)
+{
+    (void)state;
+    const uint8_t in[5] = {0xfb, 0xff, 0x00, 0x10, 0x83};
+    char enc[16];
+    assert_int_equal(dy_b64url_encode(in, 5, enc, sizeof(enc)), 7);
+    assert_string_equal(enc, "-_8AEIM");
+    uint8_t out[8];
+    assert_int_equal(dy_b64url_decode(enc, 7, out, sizeof(out)), 5);
+    assert_memory_equal(out, in, 5);
+    assert_int_equal(dy_b64url_decode("-_8AEIM", 7, out, 4), -EINVAL);  /* too long */
+    assert_int_equal(dy_b64url_decode("-_8AEIN", 7, out, sizeof(out)), -EINVAL); /* bits */
+    assert_int_equal(dy_b64url_decode("AAAAA", 5, out, sizeof(out)), -EINVAL);   /* 1 mod 4 */
+    assert_int_equal(dy_b64url_decode("AA==", 4, out, sizeof(out)), -EINVAL);    /* no pad */
+    assert_int_equal(dy_b64url_decode("a+b/", 4, out, sizeof(out)), -EINVAL);    /* alphabet */
+    assert_int_equal(dy_b64url_value('_'), 63);
+    assert_int_equal(dy_b64url_value('='), -1);
+
+    char id[DY_EXT_ID_LEN + 1];
+    uint64_t v = 0;
+    dy_ext_id_encode(0x0123456789abcdefULL, id);
+    assert_int_equal(strlen(id), DY_EXT_ID_LEN);
+    assert_int_equal(dy_ext_id_decode(id, &v), 0);
+    assert_true(v == 0x0123456789abcdefULL);
+    dy_ext_id_encode(0, id);
+    assert_int_equal(dy_ext_id_decode(id, &v), -EINVAL);          /* zero */
+    assert_int_equal(dy_ext_id_decode("AAAAAAAAAAB", &v), -EINVAL); /* non-canonical */
+    assert_int_equal(dy_ext_id_decode("AAAAAAAAAA", &v), -EINVAL);  /* length */
+    assert_int_equal(dy_ext_id_decode(NULL, &v), -EINVAL);
+}
+
 static void test_clocks(void **state)
 {
     (void)state;
@@ -81,6 +112,7 @@ int main(void)
         cmocka_unit_test(test_err_first_wins),
         cmocka_unit_test(test_buf),
         cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_b64url_and_ids),
         cmocka_unit_test(test_clocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
