@@ -442,3 +442,15 @@ int dy_ec_curve_rhs(const dy_ec_t *self, BIGNUM *rhs, const BIGNUM *x, BN_CTX *c
     BN_CTX_end(ctx);
     return rc;
 }
+
+int dy_ec_decode_public(const EC_GROUP *g, const uint8_t *in, size_t len, EC_POINT *p,
+                        BN_CTX *ctx)
+{
+    if (in == NULL)
+        return -EINVAL;
+    bool ok = (len == 33 && (in[0] == 0x02 || in[0] == 0x03)) || (len == 65 && in[0] == 0x04);
+    if (!ok || EC_POINT_oct2point(g, p, in, len, ctx) != 1 || EC_POINT_is_at_infinity(g, p) ||
+        EC_POINT_is_on_curve(g, p, ctx) != 1)
+        return -EINVAL;
+    return 0;
+}

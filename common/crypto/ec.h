@@ -112,6 +112,13 @@ int dy_ec_check_many(const dy_ec_t *self, const uint8_t *in, size_t n, size_t *r
 int dy_ec_decode_compressed(const dy_ec_t *self, EC_POINT *out, const uint8_t *in, size_t len,
                             BN_CTX *ctx);
 
+/* Decodes a public point given in either SEC1 form (33 bytes 02/03 ‖ X or
+ * 65 bytes 04 ‖ X ‖ Y) on a P-256 group without a dy_ec_t: the length and
+ * prefix are checked first, the point must be on the curve and never O
+ * (ECIES keys and ephemeral keys, signature keys).  0 or -EINVAL. */
+int dy_ec_decode_public(const EC_GROUP *g, const uint8_t *in, size_t len, EC_POINT *p,
+                        BN_CTX *ctx);
+
 /* Encodes p compressed (33 bytes) / uncompressed (65 bytes).
  * -EDOM if p is O (the identity is never encoded). */
 int dy_ec_encode_compressed(const dy_ec_t *self, const EC_POINT *p, uint8_t out[DY_PTC_LEN],

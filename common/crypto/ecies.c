@@ -56,19 +56,6 @@ static BIGNUM *s_scalar(const EC_GROUP *g, const uint8_t in[32])
     return k;
 }
 
-/* Decodes a public point: 33 bytes 02/03 ‖ X or 65 bytes 04 ‖ X ‖ Y, on
- * the curve and never O.  0 or -EINVAL. */
-static int s_decode(const EC_GROUP *g, const uint8_t *in, size_t len, EC_POINT *p, BN_CTX *ctx)
-{
-    if (in == NULL)
-        return -EINVAL;
-    bool ok = (len == 33 && (in[0] == 0x02 || in[0] == 0x03)) || (len == 65 && in[0] == 0x04);
-    if (!ok || EC_POINT_oct2point(g, p, in, len, ctx) != 1 || EC_POINT_is_at_infinity(g, p)
-        || EC_POINT_is_on_curve(g, p, ctx) != 1)
-        return -EINVAL;
-    return 0;
-}
-
 /* okm = HKDF-SHA256(salt = empty, ikm, info, 44).  0, -EINVAL (info
  * longer than DY_ECIES_INFO_MAX) or -EIO. */
 static int s_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *info, size_t info_len,
@@ -141,7 +128,7 @@ static int s_sender(const uint8_t *pub, size_t pub_len, const uint8_t eph[32],
     if (ctx == NULL || q == NULL || e_pt == NULL || s == NULL)
         goto out;
     rc = -EINVAL;
-    if (eph == NULL || s_decode(g, pub, pub_len, q, ctx) < 0 || (e = s_scalar(g, eph)) == NULL)
+    if (eph == NULL || dy_ec_decode_public(g, pub, pub_len, q, ctx) < 0 || (e = s_scalar(g, eph)) == NULL)
         goto out;
     rc = -EIO;
     if (EC_POINT_mul(g, e_pt, e, NULL, NULL, ctx) != 1
@@ -334,7 +321,7 @@ static int s_receiver(const uint8_t priv[32], const uint8_t eph_pub[S_EPH_LEN],
     if (ctx == NULL || e_pt == NULL || s == NULL || priv == NULL)
         goto out;
     /* Ē must be the uncompressed form (§9.1), on the curve, not O. */
-    if (eph_pub[0] != 0x04 || s_decode(g, eph_pub, S_EPH_LEN, e_pt, ctx) < 0
+    if (eph_pub[0] != 0x04 || dy_ec_decode_public(g, eph_pub, S_EPH_LEN, e_pt, ctx) < 0
         || (d = s_scalar(g, priv)) == NULL || EC_POINT_mul(g, s, NULL, e_pt, d, ctx) != 1
         || s_okm(g, eph_pub, s, info, info_len, okm, ctx) < 0)
         goto out;

@@ -57,19 +57,6 @@ static bool s_is_p256(EVP_PKEY *key)
            && strcmp(name, S_GROUP_NAME) == 0;
 }
 
-/* Decodes a public point (33 bytes 02/03 ‖ X, or 65 bytes 04 ‖ X ‖ Y), on
- * the curve and not O.  0 or -EINVAL. */
-static int s_decode(const EC_GROUP *g, const uint8_t *in, size_t len, EC_POINT *p, BN_CTX *ctx)
-{
-    if (in == NULL)
-        return -EINVAL;
-    bool ok = (len == 33 && (in[0] == 0x02 || in[0] == 0x03)) || (len == 65 && in[0] == 0x04);
-    if (!ok || EC_POINT_oct2point(g, p, in, len, ctx) != 1 || EC_POINT_is_at_infinity(g, p)
-        || EC_POINT_is_on_curve(g, p, ctx) != 1)
-        return -EINVAL;
-    return 0;
-}
-
 /* An EC key from params (group name, pub, and priv if selection says so).
  * NULL on failure. */
 static EVP_PKEY *s_fromdata(OSSL_PARAM *params, int selection)
@@ -150,7 +137,7 @@ EVP_PKEY *dy_sig_key_from_pub(const uint8_t *pub, size_t len)
     EC_POINT *p = g ? EC_POINT_new(g) : NULL;
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
     OSSL_PARAM *params = NULL;
-    if (p == NULL || bld == NULL || s_decode(g, pub, len, p, NULL) < 0)
+    if (p == NULL || bld == NULL || dy_ec_decode_public(g, pub, len, p, NULL) < 0)
         goto out;
     if (OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, S_GROUP_NAME, 0) != 1
         || OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pub, len) != 1
