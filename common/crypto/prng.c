@@ -87,22 +87,6 @@ int dy_prng_bytes(dy_prng_t *self, uint8_t *out, size_t n)
     return 0;
 }
 
-/* The big-endian value of bpv (1..4) bytes at p.  Inlined with a constant
- * bpv, the switch disappears. */
-static inline __attribute__((always_inline)) uint32_t s_load(const uint8_t *p, unsigned bpv)
-{
-    switch (bpv) {
-    case 1:
-        return p[0];
-    case 2:
-        return (uint32_t)p[0] << 8 | p[1];
-    case 3:
-        return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-    default:
-        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    }
-}
-
 /* Branch-free rejection of ngroups groups at p into out, which must have
  * room for ngroups values.  Adds the values accepted to *acc and returns
  * how many were stored (with skip_zero, accepted zeros are not stored). */
@@ -113,7 +97,7 @@ s_scan_fast(const uint8_t *p, size_t ngroups, unsigned bpv, bool skip_zero, uint
     size_t k = 0;
     uint64_t a = 0;
     for (size_t g = 0; g < ngroups; g++) {
-        uint32_t v = s_load(p + g * bpv, bpv) & mask;
+        uint32_t v = dy_prng_load_be(p + g * bpv, bpv) & mask;
         size_t ok = (uint64_t)v < q;
         out[k] = v;
         a += ok;
@@ -165,7 +149,7 @@ static void s_scan(s_draw_t *d, const uint8_t *p, size_t ngroups)
         return;
     }
     for (size_t g = 0; g < ngroups && d->accepted < d->count; g++) {
-        uint32_t v = s_load(p + g * d->bpv, d->bpv) & d->mask;
+        uint32_t v = dy_prng_load_be(p + g * d->bpv, d->bpv) & d->mask;
         if ((uint64_t)v >= d->q)
             continue;
         d->accepted++;

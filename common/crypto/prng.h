@@ -31,4 +31,23 @@ int dy_prng_nonzero(dy_prng_t *self, uint32_t *out, size_t n, uint64_t q);
  * 0, -ENOMEM or -EIO. */
 int dy_prng_shuffle(const uint8_t seed[DY_PRNG_SEED_LEN], uint32_t *v, size_t n);
 
+/* The big-endian value of bpv (1..4) keystream bytes at p, as §8.3 reads
+ * each value before masking.  Inline for the hot loops of prng.c and the
+ * parallel expansion in protocol/hmss.c; with a constant bpv the switch
+ * disappears. */
+static inline __attribute__((always_inline)) uint32_t dy_prng_load_be(const uint8_t *p,
+                                                                       unsigned bpv)
+{
+    switch (bpv) {
+    case 1:
+        return p[0];
+    case 2:
+        return (uint32_t)p[0] << 8 | p[1];
+    case 3:
+        return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+    default:
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    }
+}
+
 #endif

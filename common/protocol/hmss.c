@@ -196,20 +196,6 @@ static uint64_t s_chunk_lo(uint64_t n, size_t nchunks, size_t c)
     return (uint64_t)(((s_u128)n * c) / nchunks);
 }
 
-static inline __attribute__((always_inline)) uint32_t s_be(const uint8_t *p, unsigned bpv)
-{
-    switch (bpv) {
-    case 1:
-        return p[0];
-    case 2:
-        return (uint32_t)p[0] << 8 | p[1];
-    case 3:
-        return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-    default:
-        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    }
-}
-
 /* Counts the accepted values among groups [g0, g1) of the batch. */
 static inline __attribute__((always_inline)) int s_count_chunk(const s_unif_t *u, uint64_t g0,
                                                                uint64_t g1, unsigned bpv,
@@ -229,7 +215,7 @@ static inline __attribute__((always_inline)) int s_count_chunk(const s_unif_t *u
         const uint8_t *p = buf;
         uint64_t c = 0;
         for (uint64_t i = 0; i < k; i++, p += bpv)
-            c += (uint64_t)((s_be(p, bpv) & u->mask) < u->q);
+            c += (uint64_t)((dy_prng_load_be(p, bpv) & u->mask) < u->q);
         cnt += c;
         at += k;
     }
@@ -279,7 +265,7 @@ s_write_chunk(const s_unif_t *u, uint64_t g0, uint64_t g1, uint64_t k0, uint64_t
         const uint8_t *p = buf;
         if (k + n <= kend) {
             for (uint64_t i = 0; i < n; i++, p += bpv) {
-                uint32_t v = s_be(p, bpv) & mask, b = op == S_OP_STORE ? 0 : base[k];
+                uint32_t v = dy_prng_load_be(p, bpv) & mask, b = op == S_OP_STORE ? 0 : base[k];
                 bool ok = (uint64_t)v < q;
                 ovf |= b > limit;
                 /* base may be out: a rejected value rewrites base[k]. */
@@ -288,7 +274,7 @@ s_write_chunk(const s_unif_t *u, uint64_t g0, uint64_t g1, uint64_t k0, uint64_t
             }
         } else {
             for (uint64_t i = 0; i < n && k < kend; i++, p += bpv) {
-                uint32_t v = s_be(p, bpv) & mask;
+                uint32_t v = dy_prng_load_be(p, bpv) & mask;
                 if ((uint64_t)v >= q)
                     continue;
                 uint32_t b = op == S_OP_STORE ? 0 : base[k];
