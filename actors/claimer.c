@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "actor.h"
+#include "blob.h"
 #include "duchy_state.h"
 #include "admin.pb-c.h"
 #include "claim_build.h"
@@ -162,11 +163,29 @@ static int s_send_fx(s_claimer_t *c, s_work_t *w, int peer, int kind, bool fire_
 
 /* ---- the work item's end ------------------------------------------------- */
 
+/* Ends the item's mill, if any (killed if still running, reaped), and removes the
+ * temporary blob files its attempt left (a mill killed mid-write leaves one; the mill
+ * is the only writer of its attempt's directory). */
+static void s_mill_end(s_claimer_t *c, s_work_t *w)
+{
+    if (!w->mill)
+        return;
+    dy_spawn_destroy(&w->mill);
+    char root[1024];
+    snprintf(root, sizeof(root), "%s/blobs", c->cfg->data_dir);
+    dy_blob_key_t key = {.computation = w->lease.computation, .stage = w->lease.stage,
+                         .slot = "-", .attempt = w->lease.attempt};
+    size_t removed = 0;
+    if (dy_blob_sweep_attempt(root, c->cfg->id, &key, &removed) == 0 && removed > 0)
+        log_info_c(&w->lc, "removed %zu temporary blob file%s of the ended mill", removed,
+                   removed == 1 ? "" : "s");
+}
+
 static void s_drop(s_claimer_t *c, s_work_t *w)
 {
     if (w->poller)
         zloop_poller_end(dy_actor_loop(c->actor), &(zmq_pollitem_t){.fd = dy_spawn_result_fd(w->mill)});
-    dy_spawn_destroy(&w->mill); /* kills if running */
+    s_mill_end(c, w); /* kills if running */
     if (w->has_det)
         dy_details_free(&w->det);
     memset(w, 0, sizeof(*w));
@@ -184,7 +203,7 @@ static void s_fail_perm(s_claimer_t *c, s_work_t *w, const char *code, const cha
     log_warnx_c(&w->lc, "permanent failure %s: %s", w->code, w->message);
     dy_actor_count(c->actor, "permfail", 1);
     w->state = W_FAILING;
-    dy_spawn_destroy(&w->mill);
+    s_mill_end(c, w);
     /* not sent: housekeeping resends FAIL every tick while the lease is renewed */
     (void)s_send_fx(c, w, PEER_PARTICIPANT, HALO__INTERNAL__V1__STAGE_EFFECTS__KIND__FAIL, false);
 }
@@ -291,11 +310,11 @@ static void s_mill_done(s_claimer_t *c, s_work_t *w)
             }
         }
         dy_mill_outcome_clear(&oc);
-        dy_spawn_destroy(&w->mill);
+        s_mill_end(c, w);
         s_effects(c, w);
         return;
     }
-    dy_spawn_destroy(&w->mill);
+    s_mill_end(c, w);
     if (oc.outcome == DY_OUTCOME_PERMFAIL)
         s_fail_perm(c, w, oc.code, oc.message);
     else
@@ -572,7 +591,7 @@ static void s_drain(dy_actor_t *a, void *arg)
         s_work_t *w = &c->work[i];
         if (!w->used)
             continue;
-        dy_spawn_destroy(&w->mill);
+        s_mill_end(c, w);
         w->poller = false; /* the loop ends; pollers go with it */
         int rc = dy_store_fail_transient(c->store, &w->lease, "draining: claimer stopped", NULL);
         log_info_c(&w->lc, "released (draining)%s", rc == 0 ? "" : ", lease already gone");

@@ -448,6 +448,30 @@ int dy_blob_sweep(dy_blobdir_t *d, int64_t min_age_s, size_t *ret_removed)
     return rc;
 }
 
+int dy_blob_sweep_attempt(const char *root, const char *duchy, const dy_blob_key_t *key,
+                          size_t *ret_removed)
+{
+    if (ret_removed)
+        *ret_removed = 0;
+    if (!root || !duchy || !key || !dy_blob_name_ok(duchy) ||
+        !dy_blob_name_ok(key->computation) || key->stage < 0 || key->attempt < 0)
+        return -EINVAL;
+    char path[DY_BLOB_PATH_MAX];
+    int rc = s_path(path, "%s/%s/%s/%d/%lld", root, duchy, key->computation, key->stage,
+                    (long long)key->attempt);
+    if (rc < 0)
+        return rc;
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    size_t removed = 0;
+    /* depth S_SWEEP_DEPTH: files of this directory only */
+    rc = s_sweep_fd(dfd, S_SWEEP_DEPTH, (time_t)INT64_MAX, &removed);
+    if (ret_removed)
+        *ret_removed = removed;
+    return rc;
+}
+
 /* Removes everything inside dfd (consumed), depth-limited. */
 static int s_rm_fd(int dfd, int depth)
 {

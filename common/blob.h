@@ -98,6 +98,15 @@ int dy_blob_verify(const dy_blob_info_t *info);
  * start-up).  *ret_removed (optional) counts them.  0 or a negative errno. */
 int dy_blob_sweep(dy_blobdir_t *d, int64_t min_age_s, size_t *ret_removed);
 
+/* Removes the temporary files of one stage attempt, <root>/<duchy>/<computation>/
+ * <stage>/<attempt>/.tmp.*, whatever their age: for the claimer once that attempt's
+ * mill has exited or been killed (the mill is the only writer of its attempt's
+ * directory, so nothing live can own them).  The slot of key is ignored.  An absent
+ * directory is not an error.  *ret_removed (optional) counts them.  0 or a negative
+ * errno. */
+int dy_blob_sweep_attempt(const char *root, const char *duchy, const dy_blob_key_t *key,
+                          size_t *ret_removed);
+
 /* Retention: removes every blob of a computation (its whole directory).
  * Only for terminal computations; the caller checks.  0 (also when nothing
  * was there), -EINVAL, or a negative errno. */

@@ -207,6 +207,35 @@ static void test_crash_then_sweep(void **state)
     assert_int_equal(dy_blob_verify(&info), 0);
 }
 
+/* A killed mill's attempt: only that attempt's temporary files go, at any age; a
+ * committed blob beside them and another attempt's temporary file stay. */
+static void test_sweep_attempt(void **state)
+{
+    s_fix_t *f = *state;
+    dy_blob_key_t k1 = s_key("c3", 8, 2, "out"), k2 = s_key("c3", 8, 3, "out");
+    dy_blob_writer_t *w1 = NULL, *w2 = NULL;
+    assert_int_equal(dy_blob_open(f->dir, &k1, &w1), 0);
+    assert_int_equal(dy_blob_write(w1, "partial", 7), 0);
+    assert_int_equal(dy_blob_open(f->dir, &k2, &w2), 0);
+    dy_blob_key_t kept = s_key("c3", 8, 2, "kept");
+    dy_blob_info_t info;
+    assert_int_equal(s_write_blob(f->dir, &kept, (const uint8_t *)"abc", 3, &info), 0);
+    assert_int_equal(s_count(dy_blobdir_path(f->dir), ".tmp."), 2);
+    size_t removed = 99;
+    assert_int_equal(dy_blob_sweep_attempt(f->root, "duchy-a", &k1, &removed), 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(s_count(dy_blobdir_path(f->dir), ".tmp."), 1);
+    assert_int_equal(dy_blob_verify(&info), 0);
+    /* an attempt that wrote nothing: no directory, no error */
+    dy_blob_key_t none = s_key("c3", 9, 1, "out");
+    assert_int_equal(dy_blob_sweep_attempt(f->root, "duchy-a", &none, &removed), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(dy_blob_sweep_attempt(f->root, "../x", &k1, &removed), -EINVAL);
+    dy_blob_abort(&w2);
+    dy_blob_abort(&w1); /* its file is gone already: abort copes */
+    assert_int_equal(s_count(dy_blobdir_path(f->dir), ".tmp."), 0);
+}
+
 /* Fault hook: fail op `arg->op` with arg->rc, counting calls. */
 typedef struct {
     const char *op;
@@ -353,6 +382,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roundtrip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_abort_leaves_nothing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_crash_then_sweep, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_attempt, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_enospc_eio_no_partial_file, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_existing_final_name, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_read_verifies_hash, s_setup, s_teardown),
