@@ -72,6 +72,8 @@ typedef struct {
     zframe_t *identity; /* owned: the claimer's ROUTER identity */
     char request_id[80];
     char computation[DY_COORD_ID_MAX];
+    char stage[64]; /* the stage whose outputs are sent, by name */
+    int64_t attempt;
     s_worker_t w[2];
     size_t nw;
 } s_effects_t;
@@ -302,7 +304,7 @@ static void s_effects_finish(s_coord_t *co, s_effects_t *e)
             msg = w->msg;
         }
     }
-    dy_log_ctx_t lc = {.computation = e->computation};
+    dy_log_ctx_t lc = {.computation = e->computation, .stage = e->stage, .attempt = e->attempt};
     if (out != DY_OUTCOME_OK)
         log_info_c(&lc, "sends: %s %s", code, msg);
     else
@@ -403,8 +405,11 @@ static void s_stage_effects(s_coord_t *co, zframe_t *id, const char *rid,
         s_effects_reply(co, id, rid, DY_OUTCOME_PERMFAIL, "internal", "not a SEND");
         return;
     }
+    const char *stage_name = se->stage_name && se->stage_name[0]
+                                 ? se->stage_name
+                                 : dy_stage_name((int)se->protocol, se->stage);
     dy_log_ctx_t lc = {
-        .computation = se->computation_id, .stage = se->stage_name, .attempt = se->attempt};
+        .computation = se->computation_id, .stage = stage_name, .attempt = se->attempt};
     uint8_t *details = NULL;
     size_t dlen = 0;
     int rc = dy_coord_load(&co->ctx, se->computation_id, NULL, NULL, NULL, NULL, &details, &dlen);
@@ -439,6 +444,8 @@ static void s_stage_effects(s_coord_t *co, zframe_t *id, const char *rid,
     e->identity = zframe_dup(id);
     snprintf(e->request_id, sizeof(e->request_id), "%s", rid);
     snprintf(e->computation, sizeof(e->computation), "%s", se->computation_id);
+    snprintf(e->stage, sizeof(e->stage), "%s", stage_name);
+    e->attempt = se->attempt;
     zlistx_add_end(co->effects, e);
     char *argv[] = {co->exe, "--send", "--config", co->config_path, NULL};
     for (int i = 0; i < n; i++) {
@@ -463,7 +470,18 @@ static void s_stage_effects(s_coord_t *co, zframe_t *id, const char *rid,
         job.header_request.len = plan[i].header_len;
         job.body = &body;
         job.awaited_stage = plan[i].awaited;
+        job.stage_name = e->stage;
+        job.attempt = e->attempt;
         job.deadline_unix_ms = (uint64_t)(time(NULL) * 1000LL + co->cfg->send_deadline_ms);
+        Halo__Internal__V1__SendConfig jc = HALO__INTERNAL__V1__SEND_CONFIG__INIT;
+        jc.duchy_id = co->cfg->id;
+        jc.data_dir = co->cfg->data_dir;
+        jc.tls_cert = co->cfg->tls_cert;
+        jc.tls_key = co->cfg->tls_key;
+        jc.trusted_ca = co->cfg->trusted_ca;
+        jc.parties = co->cfg->parties;
+        jc.verbose = co->cfg->verbose;
+        job.config = &jc;
         size_t jl = halo__internal__v1__send_job__get_packed_size(&job);
         uint8_t *jb = malloc(jl ? jl : 1);
         if (!jb)
@@ -753,11 +771,8 @@ static void s_find_config(int argc, char **argv, char *out, size_t cap)
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--send") == 0) {
-            char config[PATH_MAX];
-            s_find_config(argc, argv, config, sizeof(config));
-            return dy_coord_send_worker_main(config);
-        }
+        if (strcmp(argv[i], "--send") == 0)
+            return dy_coord_send_worker_main();
 
     s_coord_t *co = calloc(1, sizeof(*co));
     if (!co)

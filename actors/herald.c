@@ -394,9 +394,13 @@ static int s_apply(s_herald_t *h, const SYS(Computation) * k, const uint8_t *kby
             goto fail;
         }
     }
-    if (plan.unexpected)
-        log_info_c(&(dy_log_ctx_t){.computation = id}, "Kingdom state %d does not occur for "
-                   "this protocol; stored only", (int)k->state);
+    if (plan.unexpected && exists)
+        log_info_c(&(dy_log_ctx_t){.computation = id, .stage = dy_stage_name(protocol, row.stage)},
+                   "Kingdom state %d does not occur for this protocol; stored only", (int)k->state);
+    else if (plan.unexpected) /* absent here: no stage to name, so the id goes in the text */
+        log_info("computation %s: Kingdom state %d does not occur for this protocol; absent "
+                 "here, not stored",
+                 id, (int)k->state);
     switch (plan.action) {
     case DY_HR_CREATE: {
         dy_blob_info_t sb;
@@ -423,8 +427,9 @@ static int s_apply(s_herald_t *h, const SYS(Computation) * k, const uint8_t *kby
             if ((rc = dy_store_receive(h->store, &rule, &sb, &res)) < 0)
                 goto fail;
         }
-        log_info_c(&(dy_log_ctx_t){.computation = id}, "created (protocol %d, role %d)",
-                   protocol, role);
+        log_info_c(
+            &(dy_log_ctx_t){.computation = id, .stage = dy_stage_name(protocol, plan.to_stage)},
+            "created (protocol %d, role %d)", protocol, role);
         break;
     }
     case DY_HR_UPDATE: {
@@ -439,8 +444,10 @@ static int s_apply(s_herald_t *h, const SYS(Computation) * k, const uint8_t *kby
                    < 0)
             goto fail;
         if (moved)
-            log_info_c(&(dy_log_ctx_t){.computation = id}, "stage %d -> %d (Kingdom state %d)",
-                       plan.from_stage, plan.to_stage, (int)k->state);
+            log_info_c(
+                &(dy_log_ctx_t){.computation = id, .stage = dy_stage_name(protocol, plan.to_stage)},
+                "stage %s -> %s (Kingdom state %d)", dy_stage_name(protocol, plan.from_stage),
+                dy_stage_name(protocol, plan.to_stage), (int)k->state);
         break;
     }
     case DY_HR_END: {
@@ -505,6 +512,18 @@ static void s_token_only(s_herald_t *h, const char *token)
         log_warnx("cannot persist the token: %s, ignoring", strerror(-rc));
 }
 
+/* The name of the stage computation id is in here, for a log line: one read of its row.
+ * NULL if it is absent (or unreadable) here. */
+static const char *s_stage_of(s_herald_t *h, const char *id)
+{
+    dy_computation_t row;
+    memset(&row, 0, sizeof(row));
+    const char *name =
+        dy_store_get(h->store, id, &row) == 0 ? dy_stage_name(row.protocol, row.stage) : NULL;
+    dy_computation_clear(&row);
+    return name;
+}
+
 /* Processes h->pending.  true when done with it (acknowledge), false to retry later. */
 static bool s_process(s_herald_t *h)
 {
@@ -536,18 +555,24 @@ static bool s_process(s_herald_t *h)
     int rc = s_apply(h, k, kbytes, klen, id, resp->continuation_token, why, sizeof(why), &cancel);
     free(kbytes);
     bool done = true;
-    dy_log_ctx_t ctx = {.computation = id};
+    /* A failed item's lines name the stage the computation is in here; one absent here
+     * (e.g. its creation failed) has none, so its id goes in the text instead. */
+    const char *stage = rc != 0 ? s_stage_of(h, id) : NULL;
+    char pfx[DY_ID_MAX + 16] = "";
+    if (rc != 0 && stage == NULL)
+        snprintf(pfx, sizeof(pfx), "computation %s: ", id);
+    dy_log_ctx_t ctx = {.computation = stage ? id : NULL, .stage = stage};
     if (rc == 0) {
         dy_actor_count(h->actor, "items", 1);
         if (cancel)
             s_publish_cancel(h, id, cancel);
     } else if (rc < 0 && ++h->tries < S_ITEM_TRIES) {
-        log_warnx_c(&ctx, "item failed (%s), retrying", strerror(-rc));
+        log_warnx_c(&ctx, "%sitem failed (%s), retrying", pfx, strerror(-rc));
         done = false;
     } else {
         if (rc < 0)
             snprintf(why, sizeof(why), "item kept failing: %s", strerror(-rc));
-        log_warnx_c(&ctx, "failing the computation: %s", why);
+        log_warnx_c(&ctx, "%sfailing the computation: %s", pfx, why);
         s_fail_at_kingdom(h, id, why);
         bool changed = false;
         dy_computation_t row;
@@ -556,7 +581,7 @@ static bool s_process(s_herald_t *h)
             int erc = dy_store_end(h->store, id, NULL, dy_stage_complete(row.protocol),
                                    DY_END_FAILED, why, &changed);
             if (erc < 0)
-                log_warnx_c(&ctx, "cannot end it locally: %s, ignoring", strerror(-erc));
+                log_warnx_c(&ctx, "%scannot end it locally: %s, ignoring", pfx, strerror(-erc));
             else if (changed)
                 s_publish_cancel(h, id, DY_END_FAILED);
         }

@@ -989,11 +989,13 @@ int main(int argc, char **argv)
         (void)s_run(&m);
     }
     double wall = dy_now() - t0, cpu = dy_cpu_now() - c0;
-    if (m.err.outcome != DY_OUTCOME_OK)
-        log_warnx_c(m.prm ? &m.lc : NULL, "stage failed (%s): %s: %s",
+    /* Without params the duchy (and maybe the computation) is unknown here: no line; the
+     * claimer logs the outcome, with duchy, computation and stage, from the MillResult. */
+    if (m.err.outcome != DY_OUTCOME_OK && m.prm != NULL)
+        log_warnx_c(&m.lc, "stage failed (%s): %s: %s",
                     m.err.outcome == DY_OUTCOME_PERMFAIL ? "PERMFAIL" : "TEMPFAIL", m.err.code,
                     m.err.message);
-    else
+    else if (m.err.outcome == DY_OUTCOME_OK)
         log_info_c(&m.lc, "stage done in %.3f s (cpu %.3f s), %zu outputs", wall, cpu, m.nout);
     rc = s_send_result(&m, job_id, wall, cpu);
     dy_blobdir_destroy(&m.blobs);

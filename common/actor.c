@@ -139,6 +139,36 @@ static void s_usage(const char *prog, FILE *f)
             prog);
 }
 
+/* czmq's own log lines ("E: yy-mm-dd hh:mm:ss [pid]text", e.g. the "dangling socket"
+ * report of its atexit handler after a fatal exit) would reach stdout, which the supervisor
+ * appends to the duchy log, as lines that are not JSON: a stdio stream whose writes become
+ * our log lines (the letter picks the level) replaces czmq's. */
+static ssize_t s_czmq_log(void *cookie, const char *buf, size_t size)
+{
+    (void)cookie;
+    for (size_t i = 0, j; i < size; i = j + 1) {
+        for (j = i; j < size && buf[j] != '\n'; j++)
+            ;
+        const char *s = buf + i;
+        size_t n = j - i;
+        if (n == 0)
+            continue;
+        char level = n > 1 && s[1] == ':' ? s[0] : 'W';
+        const char *rb = n > 1 && s[1] == ':' ? memchr(s, ']', n < 48 ? n : 48) : NULL;
+        if (rb != NULL) {
+            n -= (size_t)(rb + 1 - s);
+            s = rb + 1;
+        }
+        if (level == 'D')
+            log_debug("czmq: %.*s", (int)n, s);
+        else if (level == 'I' || level == 'N')
+            log_info("czmq: %.*s", (int)n, s);
+        else
+            log_warnx("czmq: %.*s", (int)n, s);
+    }
+    return (ssize_t)size;
+}
+
 static void s_usage_error(const char *prog, const char *what)
 {
     fprintf(stderr, "%s: %s (try --help)\n", prog, what);
@@ -303,6 +333,11 @@ dy_actor_t *dy_actor_new(const char *name, int argc, char **argv, const dy_actor
 
     /* Signals: flags only; czmq's handler off before the first socket. */
     zsys_handler_set(NULL);
+    FILE *zlog = fopencookie(NULL, "w", (cookie_io_functions_t){.write = s_czmq_log});
+    if (zlog != NULL) {
+        (void)setvbuf(zlog, NULL, _IOLBF, 0);
+        zsys_set_logstream(zlog);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = s_on_signal;

@@ -17,7 +17,6 @@
 #include "control.pb-c.h"
 #include "coord_send.h"
 #include "duchy.pb-c.h"
-#include "duchy_config.h"
 #include "log.h"
 #include "rpc.h"
 #include "spawn.h"
@@ -198,7 +197,7 @@ done:
 /* ---- the send worker (`--send`) ---------------------------------------------------------- */
 
 typedef struct {
-    const dy_duchy_config_t *cfg;
+    const char *data_dir;
     const char *computation;
 } s_term_arg_t;
 
@@ -207,7 +206,7 @@ static bool s_local_terminal(void *arg)
 {
     s_term_arg_t *t = arg;
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/duchy.db", t->cfg->data_dir);
+    snprintf(path, sizeof(path), "%s/duchy.db", t->data_dir);
     dy_store_config_t sc = {.path = path};
     dy_store_t *st = NULL;
     if (dy_store_open(&sc, &st) < 0)
@@ -236,27 +235,25 @@ static int s_send_result(dy_outcome_t o, const char *code, const char *msg)
     return dy_spawn_write_result(buf, n) == 0 ? DY_EXIT_OK : DY_EXIT_TEMPORARY;
 }
 
-int dy_coord_send_worker_main(const char *config)
+int dy_coord_send_worker_main(void)
 {
-    dy_duchy_config_t cfg;
     char err[512];
-    if (!config || !config[0] || dy_duchy_config_load(config, &cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "duchy-coordinator --send: config: %s\n",
-                config && config[0] ? err : "missing");
-        (void)s_send_result(DY_OUTCOME_PERMFAIL, "bad_config", "send worker config");
-        return DY_EXIT_PERMANENT;
-    }
-    dy_log_init("coordinator-send", cfg.id, cfg.verbose);
     dy_buf_t jb = {0};
     Halo__Internal__V1__SendJob *job = NULL;
     int rc = dy_spawn_read_job(&jb, 1u << 20);
     if (rc == 0)
         job = halo__internal__v1__send_job__unpack(NULL, jb.len, jb.data);
     dy_buf_free(&jb);
-    if (!job || !job->body || !job->body->path || job->body->sha256.len != 32) {
-        dy_duchy_config_free(&cfg);
+    const Halo__Internal__V1__SendConfig *cfg = job ? job->config : NULL;
+    if (!job || !job->body || !job->body->path || job->body->sha256.len != 32 || !cfg ||
+        !cfg->duchy_id[0] || !cfg->data_dir[0] || !cfg->parties[0]) {
+        /* No log line: without the job's config the duchy id is unknown, so the reason
+         * goes to the coordinator, which logs it with duchy, computation and stage. */
+        if (job)
+            halo__internal__v1__send_job__free_unpacked(job, NULL);
         return s_send_result(DY_OUTCOME_PERMFAIL, "bad_job", "undecodable SendJob");
     }
+    dy_log_init("coordinator-send", cfg->duchy_id, cfg->verbose);
     dy_coord_advance_hdr_t h;
     dy_coord_reply_t r = {0};
     int ret;
@@ -264,10 +261,10 @@ int dy_coord_send_worker_main(const char *config)
         ret = s_send_result(DY_OUTCOME_PERMFAIL, "bad_header", r.message);
         goto out;
     }
-    dy_parties_t *parties = dy_parties_load(cfg.parties, err, sizeof(err));
-    dy_tls_conf_t tc = {.cert_path = cfg.tls_cert,
-                        .key_path = cfg.tls_key,
-                        .trusted_ca_path = cfg.trusted_ca,
+    dy_parties_t *parties = dy_parties_load(cfg->parties, err, sizeof(err));
+    dy_tls_conf_t tc = {.cert_path = cfg->tls_cert,
+                        .key_path = cfg->tls_key,
+                        .trusted_ca_path = cfg->trusted_ca,
                         .parties = parties,
                         .expected_name = job->server_name};
     SSL_CTX *ctx = parties ? dy_tls_client_ctx(&tc, err, sizeof(err)) : NULL;
@@ -276,9 +273,10 @@ int dy_coord_send_worker_main(const char *config)
         ret = s_send_result(DY_OUTCOME_PERMFAIL, "bad_tls_config", err);
         goto out;
     }
-    s_term_arg_t ta = {.cfg = &cfg, .computation = job->computation_id};
+    s_term_arg_t ta = {.data_dir = cfg->data_dir, .computation = job->computation_id};
+    /* the coordinator always sets the deadline; 10 min (the default) if not */
     int64_t left = job->deadline_unix_ms ? (int64_t)job->deadline_unix_ms - time(NULL) * 1000LL
-                                         : cfg.send_deadline_ms;
+                                         : 600000;
     dy_coord_send_job_t sj = {.ctx = ctx,
                               .computation = job->computation_id,
                               .peer_id = job->peer_id,
@@ -296,13 +294,16 @@ int dy_coord_send_worker_main(const char *config)
     memcpy(sj.body_sha256, job->body->sha256.data, 32);
     char code[48], msg[256];
     dy_outcome_t o = dy_coord_send_run(&sj, code, msg);
-    dy_log_ctx_t lc = {.computation = job->computation_id};
+    /* The stage being sent, as the coordinator named it (this worker is its own binary, so
+     * it is set; dy_stage_name's "UNKNOWN" otherwise). */
+    dy_log_ctx_t lc = {.computation = job->computation_id,
+                       .stage = job->stage_name && job->stage_name[0] ? job->stage_name : "UNKNOWN",
+                       .attempt = job->attempt};
     log_info_c(&lc, "send to %s: %s %s", job->peer_id, code, msg);
     SSL_CTX_free(ctx);
     ret = s_send_result(o, code, msg);
 out:
     dy_coord_reply_clear(&r);
     halo__internal__v1__send_job__free_unpacked(job, NULL);
-    dy_duchy_config_free(&cfg);
     return ret;
 }

@@ -35,9 +35,11 @@ dy_outcome_t dy_coord_send_run(const dy_coord_send_job_t *job, char code[48], ch
 /* "host:port" (or "[v6]:port") → host, port.  0 or -EINVAL. */
 int dy_coord_split_endpoint(const char *endpoint, char *host, size_t hostcap, int *ret_port);
 
-/* The `duchy-coordinator --send` worker: loads the config, reads a SendJob
- * from fd 0 (spawn.h), runs the send and writes an EffectsReply to fd 3.
- * Returns the process exit code (0 once a result was written). */
-int dy_coord_send_worker_main(const char *config_path);
+/* The `duchy-coordinator --send` worker: reads a SendJob from fd 0 (spawn.h), which
+ * carries the coordinator's running config (SendConfig: the worker never reads the
+ * config file, so a broken edit that the coordinator's reload refused cannot reach it),
+ * runs the send and writes an EffectsReply to fd 3.  Returns the process exit code
+ * (0 once a result was written). */
+int dy_coord_send_worker_main(void);
 
 #endif
