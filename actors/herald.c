@@ -13,8 +13,12 @@
  * DY_STORE_E_TOKEN_OLD: logged).  After the commit a terminal item is published as
  * CancelComputation so claimers kill their workers at once.
  *   A §3.1 check failure (dy_details_build refuses) -> FailComputationParticipant at the
- *   Kingdom, end FAILED locally, item processed.  A transient failure (store busy, I/O)
- *   -> rollback, the item is retried (1 s apart); after 3 tries, the same as a permanent one.
+ *   Kingdom, end FAILED locally, item processed.  A local resource failure (disk full,
+ *   I/O error, store busy, out of memory: PROTOCOL.md §7.1 transient) -> rollback, the item
+ *   stays pending and is retried with backoff (1 s doubling to 30 s) for as long as it
+ *   takes: the computation is not at fault, so it is never failed for it, and the token
+ *   stays before the item.  Any other failure is retried 1 s apart; after 3 tries, the
+ *   same as a permanent one.
  *
  * Structure (why not a timer-driven pump): rpc.c's dy_rpc_stream_next treats its idle
  * timeout as the end of the stream (UNAVAILABLE, connection unusable), so reading in 200 ms
@@ -524,6 +528,14 @@ static const char *s_stage_of(s_herald_t *h, const char *id)
     return name;
 }
 
+/* A failure of this duchy's own resources (§7.1 transient: ENOSPC, EIO, SQLITE_BUSY ...),
+ * not of the item. */
+static bool s_local_transient(int rc)
+{
+    return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == -EBUSY || rc == -ENOMEM ||
+           rc == -EMFILE || rc == -ENFILE || rc == -EINTR;
+}
+
 /* Processes h->pending.  true when done with it (acknowledge), false to retry later. */
 static bool s_process(s_herald_t *h)
 {
@@ -566,6 +578,12 @@ static bool s_process(s_herald_t *h)
         dy_actor_count(h->actor, "items", 1);
         if (cancel)
             s_publish_cancel(h, id, cancel);
+    } else if (rc < 0 && s_local_transient(rc)) {
+        h->tries++;
+        if (h->tries == 1 || (h->tries & (h->tries - 1)) == 0) /* 1, 2, 4, 8 ... */
+            log_warnx_c(&ctx, "%sitem failed (%s), retrying until it works (try %d)", pfx,
+                        strerror(-rc), h->tries);
+        done = false;
     } else if (rc < 0 && ++h->tries < S_ITEM_TRIES) {
         log_warnx_c(&ctx, "%sitem failed (%s), retrying", pfx, strerror(-rc));
         done = false;
@@ -602,6 +620,13 @@ static void s_finish_pending(s_herald_t *h)
     s_ack(h);
 }
 
+/* The pause before the next try of the pending item: 1 s doubling to 30 s. */
+static size_t s_retry_ms(const s_herald_t *h)
+{
+    int t = h->tries < 1 ? 1 : h->tries;
+    return t >= 5 ? 30000 : (size_t)1000 << (t - 1);
+}
+
 static int s_on_retry(zloop_t *loop, int timer_id, void *arg)
 {
     s_herald_t *h = arg;
@@ -611,7 +636,7 @@ static int s_on_retry(zloop_t *loop, int timer_id, void *arg)
     if (s_process(h))
         s_finish_pending(h);
     else
-        h->retry_timer = zloop_timer(loop, 1000, 1, s_on_retry, h);
+        h->retry_timer = zloop_timer(loop, s_retry_ms(h), 1, s_on_retry, h);
     return 0;
 }
 
@@ -640,7 +665,7 @@ static int s_on_item(zloop_t *loop, zmq_pollitem_t *item, void *arg)
     if (s_process(h))
         s_finish_pending(h);
     else
-        h->retry_timer = zloop_timer(loop, 1000, 1, s_on_retry, h);
+        h->retry_timer = zloop_timer(loop, s_retry_ms(h), 1, s_on_retry, h);
     return 0;
 }
 
