@@ -673,9 +673,14 @@ static int s_open_seed(s_mill_t *m, dy_mc_trust_t *trust, const uint8_t d[32],
     snprintf(cname, sizeof(cname), "computations/%s", m->job->computation_id);
     rc = dy_mc_seed_open(d, pk, cname, r->name, ct.data, ct.len, seed);
     EVP_PKEY_free(pk);
+    if (rc == -EKEYREJECTED)
+        return s_fail(m, DY_OUTCOME_PERMFAIL, "seed_invalid",
+                      "requisition %s: the seed's signature does not verify with %s", r->id,
+                      cert_name);
     if (rc < 0)
         return s_fail(m, DY_OUTCOME_PERMFAIL, "seed_invalid",
-                      "requisition %s: seed does not decrypt or verify", r->id);
+                      "requisition %s: the seed does not decrypt under this shuffler's key",
+                      r->id);
     return 0;
 }
 
@@ -740,10 +745,12 @@ static int s_hmss_shuffle(s_mill_t *m)
             shares[i].seed = seeds[i];
             shares[i].registers = (size_t)count;
         }
+        /* Name both: either may be the wrong one. */
         if (rc == 0 && shares[i].registers != shares[0].registers)
             rc = s_fail(m, DY_OUTCOME_PERMFAIL, "share_inconsistent",
-                        "requisition %s: %zu registers, not %zu", r->id, shares[i].registers,
-                        shares[0].registers);
+                        "register counts differ: requisition %s has %zu, requisition %s %zu",
+                        h->requisitions[0]->id, shares[0].registers, r->id,
+                        shares[i].registers);
     }
     if (rc == 0 && n == 0)
         rc = s_fail(m, DY_OUTCOME_PERMFAIL, "bad_params", "no requisitions");

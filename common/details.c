@@ -112,6 +112,16 @@ static bool s_noise_ok(int mech)
            || mech == MPC(NOISE_MECHANISM__NONE);
 }
 
+/* The system enum's name of a noise mechanism, for reasons (its number alone reads like
+ * the public API's, whose numbering differs): "CONTINUOUS_GAUSSIAN", or "unknown". */
+static const char *s_noise_name(int mech)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+        &wfa__measurement__system__v1alpha__computation__mpc_protocol_config__noise_mechanism__descriptor,
+        mech);
+    return v != NULL && v->name != NULL ? v->name : "unknown";
+}
+
 /* §3.1: delta > 0 and epsilon >= eps_min, only when noise is added. */
 static int s_dp(const SYS(DifferentialPrivacyParams) * sp, const V2(DifferentialPrivacyParams) * vp,
                 bool noise, double eps_min, const char *what, dy_dp_params_t *out, char *errbuf,
@@ -456,8 +466,8 @@ static int s_config(dy_details_t *d, const SYS(Computation) * k, int *ret_llv2_m
             return s_fail(errbuf, errlen, -EINVAL, "elliptic curve %d (only 415 is accepted)",
                           ll->elliptic_curve_id);
         if (!s_noise_ok(ll->noise_mechanism))
-            return s_fail(errbuf, errlen, -EINVAL, "noise mechanism %d is not supported",
-                          (int)ll->noise_mechanism);
+            return s_fail(errbuf, errlen, -EINVAL, "noise mechanism %d (%s) is not supported",
+                          (int)ll->noise_mechanism, s_noise_name(ll->noise_mechanism));
         d->noise = (dy_noise_mech_t)ll->noise_mechanism;
         if (ll->sketch_params == NULL || !(ll->sketch_params->decay_rate > 0.0)
             || !isfinite(ll->sketch_params->decay_rate) || ll->sketch_params->max_size <= 0)
@@ -484,8 +494,8 @@ static int s_config(dy_details_t *d, const SYS(Computation) * k, int *ret_llv2_m
         if (h == NULL)
             return s_fail(errbuf, errlen, -EINVAL, "empty HMSS config");
         if (!s_noise_ok(h->noise_mechanism))
-            return s_fail(errbuf, errlen, -EINVAL, "noise mechanism %d is not supported",
-                          (int)h->noise_mechanism);
+            return s_fail(errbuf, errlen, -EINVAL, "noise mechanism %d (%s) is not supported",
+                          (int)h->noise_mechanism, s_noise_name(h->noise_mechanism));
         d->noise = (dy_noise_mech_t)h->noise_mechanism;
         return 0;
     }

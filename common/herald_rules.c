@@ -67,6 +67,11 @@ int dy_herald_plan(int protocol, int role, int kingdom_state, bool exists, bool 
             out->end_reason = kingdom_state == KS(SUCCEEDED) ? DY_END_SUCCEEDED
                               : kingdom_state == KS(FAILED)  ? DY_END_FAILED
                                                              : DY_END_CANCELLED;
+        } else if (exists) {
+            /* Ended here first (an NA COMPLETE after its last send, or failed here): still
+             * store the Kingdom's final state (§5.4), so the row tells that the computation
+             * failed or was cancelled elsewhere.  No stage move. */
+            out->action = DY_HR_UPDATE;
         }
         return 0;
     default:

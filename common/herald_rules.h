@@ -13,7 +13,8 @@
  *   PENDING_COMPUTATION               store; NA: WAIT_TO_START ->    store; FNA: WAIT_TO_START ->
  *                                     SETUP_PHASE                    SETUP_PHASE
  *   SUCCEEDED / FAILED / CANCELLED    store; COMPLETE(reason) unless ended; publish the
- *                                     cancellation so claimers kill workers at once
+ *                                     cancellation so claimers kill workers at once; a
+ *                                     row that already ended only stores the state
  * A non-creating item for a computation absent locally is a no-op (logged).
  */
 #ifndef DY_HERALD_RULES_H
@@ -24,7 +25,8 @@
 typedef enum {
     DY_HR_NOOP = 0,  /* nothing to do (absent and not creatable, or already ended) */
     DY_HR_CREATE,    /* create at `to_stage` (WORK); absent only */
-    DY_HR_UPDATE,    /* store Kingdom state and details; then advance if from_stage > 0 */
+    DY_HR_UPDATE,    /* store Kingdom state and details (none for a terminal item); then
+                      * advance if from_stage > 0 */
     DY_HR_END,       /* store the state, COMPLETE with end_reason, publish cancellation */
 } dy_hr_action_t;
 

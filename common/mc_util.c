@@ -1407,14 +1407,15 @@ int dy_mc_seed_open(const uint8_t peer_priv[32], EVP_PKEY *edp_pub, const char *
         dy_part_t parts[3] = {{computation_id, strlen(computation_id)},
                               {requisition_id, strlen(requisition_id)},
                               {pt.data, DY_MC_SEED_LEN}};
-        rc = s_verify_parts(edp_pub, S_LABEL_SEED, parts, 3, pt.data + DY_MC_SEED_LEN,
-                            pt.len - DY_MC_SEED_LEN);
+        if (s_verify_parts(edp_pub, S_LABEL_SEED, parts, 3, pt.data + DY_MC_SEED_LEN,
+                           pt.len - DY_MC_SEED_LEN) < 0)
+            rc = -EKEYREJECTED;
     }
     if (rc == 0)
         memcpy(ret_seed, pt.data, DY_MC_SEED_LEN);
     dy_buf_free(&info);
     dy_buf_free(&pt);
-    return rc < 0 ? -EBADMSG : 0;
+    return rc == 0 || rc == -EKEYREJECTED ? rc : -EBADMSG;
 }
 
 /* ---- result envelope ------------------------------------------------------------------- */

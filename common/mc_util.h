@@ -266,7 +266,8 @@ int dy_mc_seed_seal(EVP_PKEY *edp_key, const uint8_t peer_pub[33], const char *c
                     const char *requisition_id, const uint8_t seed[DY_MC_SEED_LEN],
                     dy_buf_t *out);
 /* What the receiving shuffler does: decrypt, then verify with the EDP's public key.
- * 0 or -EBADMSG. */
+ * 0, -EBADMSG (does not decrypt under peer_priv and these ids, or is malformed) or
+ * -EKEYREJECTED (decrypts, but the signature does not verify with edp_pub). */
 int dy_mc_seed_open(const uint8_t peer_priv[32], EVP_PKEY *edp_pub, const char *computation_id,
                     const char *requisition_id, const uint8_t *ct, size_t len,
                     uint8_t ret_seed[DY_MC_SEED_LEN]);

@@ -328,12 +328,14 @@ static void test_refusals(void **state)
     s_expect_ok(&f, &d);
     dy_details_free(&d);
     f.noise = FX_SYSI(COMPUTATION__MPC_PROTOCOL_CONFIG__NOISE_MECHANISM__CONTINUOUS_GAUSSIAN);
-    s_expect_refused(&f, "noise mechanism");
+    s_expect_refused(&f, "noise mechanism 3 (CONTINUOUS_GAUSSIAN) is not supported");
     f.noise = FX_SYSI(COMPUTATION__MPC_PROTOCOL_CONFIG__NOISE_MECHANISM__NOISE_MECHANISM_UNSPECIFIED);
     s_expect_refused(&f, "noise mechanism");
     fx_default(&f, FX_HMSS);
     f.noise = FX_SYSI(COMPUTATION__MPC_PROTOCOL_CONFIG__NOISE_MECHANISM__DETERMINISTIC_TRUNCATED_LAPLACE);
-    s_expect_refused(&f, "noise mechanism");
+    s_expect_refused(&f, "noise mechanism 5 (DETERMINISTIC_TRUNCATED_LAPLACE) is not supported");
+    f.noise = 42; /* a number the enum does not know */
+    s_expect_refused(&f, "noise mechanism 42 (unknown) is not supported");
 
     /* curve 415 only */
     fx_default(&f, FX_LLV2);

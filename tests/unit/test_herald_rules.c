@@ -90,8 +90,18 @@ static void test_terminal(void **state)
     assert_int_equal(p.end_reason, DY_END_CANCELLED);
     p = s_plan(DY_PROTO_LLV2, DY_ROLE_NA, CAN, false, false);
     assert_int_equal(p.action, DY_HR_NOOP);
+    /* ended here first (an NA COMPLETE after its last send, then the Kingdom says FAILED):
+     * store the final state, move nothing */
     p = s_plan(DY_PROTO_LLV2, DY_ROLE_NA, CAN, true, true);
-    assert_int_equal(p.action, DY_HR_NOOP);
+    assert_int_equal(p.action, DY_HR_UPDATE);
+    assert_int_equal(p.from_stage, 0);
+    p = s_plan(DY_PROTO_HMSS, DY_ROLE_SNA, FAI, true, true);
+    assert_int_equal(p.action, DY_HR_UPDATE);
+    assert_int_equal(p.from_stage, 0);
+    assert_int_equal(p.end_reason, 0);
+    p = s_plan(DY_PROTO_HMSS, DY_ROLE_AGG, SUC, true, true);
+    assert_int_equal(p.action, DY_HR_UPDATE);
+    assert_int_equal(p.from_stage, 0);
 }
 
 static void test_invalid(void **state)

@@ -648,7 +648,12 @@ static void s_mkpki(s_fix_t *f)
     assert_int_equal(system(cmd), 0);
 }
 
-static void s_hmss_run(s_fix_t *f, bool reach_only, bool tamper)
+/* What s_hmss_run breaks: nothing, requisition 1's seed ciphertext (FNA cannot decrypt it),
+ * requisition 1's seed signed by EDP e0 instead of e1 (FNA's signature check), or
+ * requisition 2's share one register short (FNA's register count check). */
+typedef enum { H_OK, H_TAMPER_SEED, H_WRONG_SIGNER, H_SHORT_SHARE } s_hmss_fault_t;
+
+static void s_hmss_run(s_fix_t *f, bool reach_only, s_hmss_fault_t fault)
 {
     s_mkpki(f);
     uint8_t pub[2][33];
@@ -671,19 +676,21 @@ static void s_hmss_run(s_fix_t *f, bool reach_only, bool tamper)
         dy_err_clear(&err);
         assert_int_equal(dy_hmss_share(&hp, v, H_R, seed, share, &err), 0);
         dy_buf_t le = {0};
-        assert_int_equal(dy_hmss_to_le(share, H_R, &le), 0);
+        assert_int_equal(dy_hmss_to_le(share, fault == H_SHORT_SHARE && e == 2 ? H_R - 1 : H_R,
+                                       &le), 0);
         char slot[32], path[600], name[64];
         snprintf(slot, sizeof(slot), "requisition/r%d", e);
         data[e] = s_put(f, slot, 0, le.data, le.len);
         dy_buf_free(&le);
-        snprintf(path, sizeof(path), "%s/pki/e%d/sign.key", f->root, e);
+        snprintf(path, sizeof(path), "%s/pki/e%d/sign.key", f->root,
+                 fault == H_WRONG_SIGNER && e == 1 ? 0 : e);
         EVP_PKEY *k = dy_mc_load_sign_key(path);
         assert_non_null(k);
         snprintf(name, sizeof(name), "computations/%s/requisitions/r%d", S_COMP, e);
         /* seed for the shuffler that does not hold the data */
         assert_int_equal(dy_mc_seed_seal(k, pub[1 - e % 2], "computations/" S_COMP, name, seed,
                                          &seed_ct[e]), 0);
-        if (tamper && e == 1)
+        if (fault == H_TAMPER_SEED && e == 1)
             seed_ct[e].data[seed_ct[e].len - 1] ^= 1;
         EVP_PKEY_free(k);
     }
@@ -709,9 +716,20 @@ static void s_hmss_run(s_fix_t *f, bool reach_only, bool tamper)
             if (e % 2 == d)
                 in[n++] = data[e];
         s_res_t r = s_mill(f, d, &p.prm, in, n, 1);
-        if (tamper && d == 0) { /* requisition 1's seed is for FNA */
+        if (fault != H_OK && d == 0) { /* requisition 1's seed and 2's share are at FNA */
             assert_int_equal(r.outcome, DY_OUTCOME_PERMFAIL);
-            assert_string_equal(r.code, "seed_invalid");
+            /* the reason names the cause and the requisition(s) */
+            if (fault == H_SHORT_SHARE) {
+                assert_string_equal(r.code, "share_inconsistent");
+                assert_non_null(strstr(r.message, "requisition r0 has 64"));
+                assert_non_null(strstr(r.message, "requisition r2 63"));
+            } else {
+                assert_string_equal(r.code, "seed_invalid");
+                assert_non_null(strstr(r.message, "requisition r1: "));
+                assert_non_null(strstr(r.message, fault == H_WRONG_SIGNER
+                                                      ? "signature does not verify"
+                                                      : "does not decrypt"));
+            }
             for (int e = 0; e < S_NREQ; e++)
                 dy_buf_free(&seed_ct[e]);
             return;
@@ -761,21 +779,38 @@ static void test_hmss(void **state)
 {
     s_fix_t *f = *state;
     s_need_mill(f);
-    s_hmss_run(f, false, false);
+    s_hmss_run(f, false, H_OK);
 }
 
 static void test_hmss_reach_only(void **state)
 {
     s_fix_t *f = *state;
     s_need_mill(f);
-    s_hmss_run(f, true, false);
+    s_hmss_run(f, true, H_OK);
 }
 
 static void test_hmss_tampered_seed(void **state)
 {
     s_fix_t *f = *state;
     s_need_mill(f);
-    s_hmss_run(f, false, true);
+    s_hmss_run(f, false, H_TAMPER_SEED);
+}
+
+/* A seed signed by another EDP's key: seed_invalid, saying the signature does not verify. */
+static void test_hmss_wrong_signer(void **state)
+{
+    s_fix_t *f = *state;
+    s_need_mill(f);
+    s_hmss_run(f, false, H_WRONG_SIGNER);
+}
+
+/* A share of the wrong length (header and body agreeing): share_inconsistent, naming both
+ * requisitions whose counts differ. */
+static void test_hmss_short_share(void **state)
+{
+    s_fix_t *f = *state;
+    s_need_mill(f);
+    s_hmss_run(f, false, H_SHORT_SHARE);
 }
 
 /* A job that is not a frame: TEMPFAIL bad_job, still a typed result. */
@@ -915,6 +950,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hmss, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hmss_reach_only, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hmss_tampered_seed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_hmss_wrong_signer, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_hmss_short_share, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
