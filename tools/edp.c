@@ -2,7 +2,8 @@
  * §3.9, §5.5 steps 4-5 of LLv2 and step 4 of HMSS; CRYPTO.md §2.1, §3, §8.1-8.2, §8.7).
  * Run through the tools/edp wrapper.
  *
- *   run --dir DIR --id EDP [--once] [--poll-ms N] [--threads T] [-v]
+ *   run --dir DIR --id EDP [--once] [--poll-ms N] [--threads T]
+ *       [--corrupt MODE [--corrupt-limit N]] [-v]
  *       polls the Kingdom's ListRequisitions for this EDP's UNFULFILLED requisitions and
  *       fulfils each: decrypts its requisition spec (the nonce), verifies the MC's signature
  *       on the measurement spec and the nonce, then
@@ -17,6 +18,25 @@
  *       retried with backoff.  --once: one pass, then exit (1 if anything failed).
  *   refuse --dir DIR --id EDP REQUISITION [--json]
  *       refuses one requisition (DECLINED).
+ *
+ * Fault injection (TESTING ONLY: --corrupt, or DY_EDP_CORRUPT=MODE and
+ * DY_EDP_CORRUPT_LIMIT=N when the option is absent; tools/federation up --edp-corrupt
+ * ID:MODE[:N] passes the option to one EDP).  The first N (default 1) fulfilments of the
+ * protocols a mode applies to upload deliberately bad data; fulfilments of other protocols
+ * are untouched and do not count.  A fulfilment counts once its upload was answered (accepted
+ * or refused for good); each corrupted one is logged at warn with "CORRUPTED".
+ *   not-on-curve   LLv2, RO-LLv2: one ciphertext point of the middle register gets y+1: still
+ *                  04 || x || y with x, y < p, but off P-256 (the duchy's mill must fail the
+ *                  setup with invalid_point)
+ *   wrong-count    LLv2, RO-LLv2: the sketch loses its last point (65 bytes), so its length is
+ *                  no whole number of registers (the duchy refuses the upload itself with
+ *                  INVALID_ARGUMENT and stores nothing; the EDP then fulfils again, with good
+ *                  data once the limit is used up)
+ *   hmss-bad-share HMSS: the share has one register too few (R-1, or R+1 if R = 1), with
+ *                  register_count saying so, consistent with the body, so the upload is taken
+ *                  and the shufflers must fail on the register counts (share_inconsistent)
+ *   bad-signature  HMSS: the seed for the peer shuffler is signed by a throwaway key, not the
+ *                  EDP's (the peer's mill must fail with seed_invalid)
  *
  * Peers: the Kingdom (public Requisitions and Certificates services) and the duchies'
  * RequisitionFulfillment service, all over mutual TLS with the EDP's client certificate; each
@@ -38,6 +58,13 @@
 
 #include "public.pb-c.h"
 
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -66,8 +93,12 @@ static const char s_usage[] =
     "The data provider simulator of a running federation (docs/federation-dir.md).\n"
     "\n"
     "  run --dir DIR --id EDP [--once] [--poll-ms N (1000)] [--threads T] [-v]\n"
+    "      [--corrupt MODE [--corrupt-limit N (1)]]\n"
     "      fulfils this EDP's requisitions from the federation's seeded campaign until\n"
-    "      SIGTERM (--once: one pass)\n"
+    "      SIGTERM (--once: one pass).  TESTING ONLY: --corrupt (else $DY_EDP_CORRUPT,\n"
+    "      $DY_EDP_CORRUPT_LIMIT) uploads bad data in the first N fulfilments it applies\n"
+    "      to: not-on-curve, wrong-count (LLv2, RO-LLv2), hmss-bad-share, bad-signature\n"
+    "      (HMSS)\n"
     "  refuse --dir DIR --id EDP REQUISITION [--json]\n"
     "      refuses a requisition (its name or last segment)\n"
     "\n"
@@ -99,6 +130,28 @@ typedef enum {
     S_GIVE_UP = 3,   /* permanent failure that is not the MC's fault: log, stop trying */
 } s_outcome_t;
 
+/* Deliberate corruption of uploads (TESTING ONLY; see the header). */
+typedef enum {
+    S_CORRUPT_NONE = 0,
+    S_CORRUPT_NOT_ON_CURVE,
+    S_CORRUPT_WRONG_COUNT,
+    S_CORRUPT_HMSS_BAD_SHARE,
+    S_CORRUPT_BAD_SIGNATURE,
+} s_corrupt_t;
+
+static const char *const s_corrupt_names[] = {"none", "not-on-curve", "wrong-count",
+                                              "hmss-bad-share", "bad-signature"};
+
+static int s_corrupt_parse(const char *v, s_corrupt_t *ret)
+{
+    for (size_t i = 0; i < DY_ARRAY_LEN(s_corrupt_names); i++)
+        if (strcmp(v, s_corrupt_names[i]) == 0) {
+            *ret = (s_corrupt_t)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
 /* A requisition seen by this run. */
 typedef struct {
     char name[160];
@@ -129,6 +182,9 @@ typedef struct {
     s_seen_t seen[S_SEEN_MAX];
     size_t nseen;
     int failures;                /* requisitions that failed in this pass (--once) */
+    s_corrupt_t corrupt;         /* TESTING ONLY: what to corrupt */
+    int corrupt_limit;           /* in how many fulfilments */
+    int corrupted;               /* fulfilments corrupted so far */
 } s_edp_t;
 
 /* ---- plumbing ------------------------------------------------------------------------------ */
@@ -248,6 +304,7 @@ typedef struct {
     dy_buf_t seed_ct;             /* owned: HMSS sealed seed */
     int64_t register_count;       /* HMSS R */
     size_t registers;             /* LLv2: sketch registers */
+    s_corrupt_t corrupt;          /* TESTING ONLY: corrupt this fulfilment's upload */
 } s_job_t;
 
 static const V2(ProtocolConfig__Protocol) *s_protocol(const V2(Requisition) *r)
@@ -357,6 +414,78 @@ static s_outcome_t s_duchy_key(s_edp_t *e, s_job_t *j, const V2(Requisition__Duc
     return S_DONE;
 }
 
+/* ---- fault injection (TESTING ONLY) -------------------------------------------------------- */
+
+static bool s_corrupt_applies(s_corrupt_t c, dy_mc_protocol_t p)
+{
+    switch (c) {
+    case S_CORRUPT_NOT_ON_CURVE:
+    case S_CORRUPT_WRONG_COUNT: return dy_mc_protocol_is_llv2(p);
+    case S_CORRUPT_HMSS_BAD_SHARE:
+    case S_CORRUPT_BAD_SIGNATURE: return !dy_mc_protocol_is_llv2(p);
+    default: return false;
+    }
+}
+
+/* Moves the uncompressed P-256 point pt (04 || x || y) off the curve: y -> y+1 mod p (again
+ * while still on it), so x and y stay field elements and only the on-curve check fails.
+ * 0, or -1 if pt is not an uncompressed point or OpenSSL fails. */
+static int s_off_curve(uint8_t pt[65])
+{
+    if (pt[0] != 0x04)
+        return -1;
+    EC_GROUP *g = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+    BN_CTX *ctx = BN_CTX_new();
+    BIGNUM *p = BN_new(), *y = BN_new();
+    EC_POINT *q = g ? EC_POINT_new(g) : NULL;
+    int rc = -1;
+    if (g == NULL || ctx == NULL || p == NULL || y == NULL || q == NULL
+        || EC_GROUP_get_curve(g, p, NULL, NULL, ctx) != 1 || BN_bin2bn(pt + 33, 32, y) == NULL)
+        goto out;
+    for (int i = 0; i < 4 && rc < 0; i++) {
+        if (BN_add_word(y, 1) != 1 || (BN_cmp(y, p) >= 0 && BN_sub(y, y, p) != 1)
+            || BN_bn2binpad(y, pt + 33, 32) != 32)
+            goto out;
+        ERR_set_mark();
+        if (EC_POINT_oct2point(g, q, pt, 65, ctx) != 1)
+            rc = 0; /* decodes syntactically, refused as off the curve */
+        ERR_pop_to_mark();
+    }
+out:
+    EC_POINT_free(q);
+    BN_free(y);
+    BN_free(p);
+    BN_CTX_free(ctx);
+    EC_GROUP_free(g);
+    return rc;
+}
+
+/* Corrupts an encrypted LL sketch in j->body as j->corrupt says.  0, or -1 (left intact). */
+static int s_corrupt_sketch(s_job_t *j, bool ro)
+{
+    const size_t B = ro ? 130 : 390, P = 65;
+    size_t n = j->body.len / B;
+    if (n == 0) {
+        log_warnx("%s: empty sketch, nothing to corrupt", j->req->name);
+        return -1;
+    }
+    if (j->corrupt == S_CORRUPT_NOT_ON_CURVE) {
+        /* the middle register's key ciphertext (LLv2) or index ciphertext (RO), first point */
+        size_t off = (n / 2) * B + (ro ? 0 : 2 * P);
+        if (s_off_curve(j->body.data + off) < 0) {
+            log_warnx("%s: cannot move a point off the curve", j->req->name);
+            return -1;
+        }
+        log_warnx("%s: CORRUPTED (not-on-curve): register %zu of %zu, byte offset %zu, is off "
+                  "P-256", j->req->name, n / 2, n, off);
+    } else {
+        j->body.len -= P;
+        log_warnx("%s: CORRUPTED (wrong-count): %zu bytes, %zu registers of %zu bytes less one "
+                  "point", j->req->name, j->body.len, n, B);
+    }
+    return 0;
+}
+
 static s_outcome_t s_llv2(s_edp_t *e, s_job_t *j)
 {
     bool ro = j->protocol == DY_MC_ROLLV2;
@@ -434,6 +563,8 @@ static s_outcome_t s_llv2(s_edp_t *e, s_job_t *j)
         log_warnx("%s: sketch encryption failed: %s %s", j->req->name, err.code, err.message);
         return S_GIVE_UP;
     }
+    if (j->corrupt != S_CORRUPT_NONE && s_corrupt_sketch(j, ro) < 0)
+        j->corrupt = S_CORRUPT_NONE;
     /* Any participant may fulfil (§3.3): round-robin by EDP index. */
     snprintf(j->duchy, sizeof(j->duchy), "%s",
              e->fed.duchies[(size_t)e->index % e->fed.nduchies].id);
@@ -501,6 +632,7 @@ static s_outcome_t s_hmss(s_edp_t *e, s_job_t *j)
     dy_err_t err;
     dy_err_clear(&err);
     s_outcome_t out = S_GIVE_UP;
+    int rc;
     if (values == NULL || data == NULL) {
         log_warnx("%s: out of memory for %zu registers", j->req->name, R);
         goto done;
@@ -511,12 +643,33 @@ static s_outcome_t s_hmss(s_edp_t *e, s_job_t *j)
                   err.message);
         goto done;
     }
-    if (dy_mc_seed_seal(e->sign, Q, j->computation_id, j->requisition_id, seed, &j->seed_ct) < 0
-        || dy_hmss_to_le(data, R, &j->body) < 0) {
+    /* TESTING ONLY: a seed signed by a throwaway key instead of this EDP's. */
+    EVP_PKEY *signer = e->sign;
+    if (j->corrupt == S_CORRUPT_BAD_SIGNATURE && (signer = EVP_EC_gen("P-256")) == NULL) {
+        log_warnx("%s: cannot make a throwaway signing key", j->req->name);
+        goto done;
+    }
+    rc = dy_mc_seed_seal(signer, Q, j->computation_id, j->requisition_id, seed, &j->seed_ct);
+    if (signer != e->sign)
+        EVP_PKEY_free(signer);
+    if (rc < 0 || dy_hmss_to_le(data, R, &j->body) < 0) {
         log_warnx("%s: cannot seal the seed", j->req->name);
         goto done;
     }
     j->register_count = (int64_t)R;
+    if (j->corrupt == S_CORRUPT_BAD_SIGNATURE)
+        log_warnx("%s: CORRUPTED (bad-signature): the seed is signed by a throwaway key",
+                  j->req->name);
+    if (j->corrupt == S_CORRUPT_HMSS_BAD_SHARE) {
+        /* one register too few (too many if R = 1), header and body consistent */
+        j->register_count = R > 1 ? (int64_t)R - 1 : 2;
+        if (R > 1)
+            j->body.len -= 4;
+        else if (dy_buf_append(&j->body, (const uint8_t[4]){0}, 4) < 0)
+            goto done;
+        log_warnx("%s: CORRUPTED (hmss-bad-share): a share of %lld registers, not %zu",
+                  j->req->name, (long long)j->register_count, R);
+    }
     snprintf(j->duchy, sizeof(j->duchy), "%s", assigned->key + strlen("duchies/"));
     out = S_DONE;
 done:
@@ -715,12 +868,27 @@ static s_outcome_t s_fulfill(s_edp_t *e, const V2(Requisition) *r, char *why, si
         snprintf(why, whylen, "unsupported protocol");
         goto out;
     }
+    if (s_corrupt_applies(e->corrupt, j.protocol) && e->corrupted < e->corrupt_limit)
+        j.corrupt = e->corrupt;
     o = dy_mc_protocol_is_llv2(j.protocol) ? s_llv2(e, &j) : s_hmss(e, &j);
     if (o != S_DONE) {
         snprintf(why, whylen, "the duchies' keys or this EDP's data failed (see above)");
         goto out;
     }
     o = s_upload(e, &j);
+    if (j.corrupt != S_CORRUPT_NONE && o != S_RETRY) {
+        e->corrupted++;
+        log_warnx("%s: corrupted fulfilment %d of %d (%s) %s", r->name, e->corrupted,
+                  e->corrupt_limit, s_corrupt_names[j.corrupt],
+                  o == S_DONE ? "accepted by the duchy" : "refused by the duchy");
+        if (o != S_DONE) {
+            /* The duchy refused the bad upload and stored nothing: fulfil again (with good
+             * data once the limit is used up), as an EDP that fixed its data would. */
+            snprintf(why, whylen, "the corrupted upload was refused");
+            o = S_RETRY;
+            goto out;
+        }
+    }
     if (o == S_DONE)
         s_record(e, &j);
     else
@@ -915,7 +1083,18 @@ static void s_teardown(s_edp_t *e)
     dy_fed_free(&e->fed);
 }
 
-enum { O_DIR = 1000, O_ID, O_ONCE, O_POLL, O_THREADS, O_JSON, O_HELP };
+enum { O_DIR = 1000, O_ID, O_ONCE, O_POLL, O_THREADS, O_JSON, O_HELP, O_CORRUPT, O_CLIMIT };
+
+/* --corrupt-limit / $DY_EDP_CORRUPT_LIMIT: 0 or -1. */
+static int s_parse_limit(const char *v, int *ret)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*end != '\0' || end == v || n < 0 || n > 1000000)
+        return -1;
+    *ret = (int)n;
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -934,17 +1113,22 @@ int main(int argc, char **argv)
         {"once", no_argument, NULL, O_ONCE},           {"poll-ms", required_argument, NULL, O_POLL},
         {"threads", required_argument, NULL, O_THREADS}, {"json", no_argument, NULL, O_JSON},
         {"help", no_argument, NULL, O_HELP},           {"verbose", no_argument, NULL, 'v'},
+        {"corrupt", required_argument, NULL, O_CORRUPT},
+        {"corrupt-limit", required_argument, NULL, O_CLIMIT},
         {NULL, 0, NULL, 0},
     };
     static s_edp_t e; /* large (the seen table): not on the stack */
     long poll_ms = 1000;
     bool once = false, verbose = false;
     e.threads = 2;
+    e.corrupt_limit = 1;
+    bool corrupt_set = false, limit_set = false;
     int c;
     opterr = 0;
     optind = 2;
     while ((c = getopt_long(argc, argv, ":v", opts, NULL)) != -1) {
-        if (!run && (c == O_ONCE || c == O_POLL || c == O_THREADS))
+        if (!run && (c == O_ONCE || c == O_POLL || c == O_THREADS || c == O_CORRUPT
+                     || c == O_CLIMIT))
             s_usage_die("refuse: %s is an option of run", argv[optind - 1]);
         char *end;
         switch (c) {
@@ -969,6 +1153,17 @@ int main(int argc, char **argv)
                 s_usage_die("--threads must be an integer in [1, 256]");
             break;
         case O_JSON: e.json = true; break;
+        case O_CORRUPT:
+            if (s_corrupt_parse(optarg, &e.corrupt) < 0)
+                s_usage_die("--corrupt: not-on-curve, wrong-count, hmss-bad-share, "
+                            "bad-signature or none");
+            corrupt_set = true;
+            break;
+        case O_CLIMIT:
+            if (s_parse_limit(optarg, &e.corrupt_limit) < 0)
+                s_usage_die("--corrupt-limit must be an integer in [0, 1000000]");
+            limit_set = true;
+            break;
         case 'v': verbose = true; break;
         case O_HELP: fputs(s_usage, stdout); return 0;
         case ':': s_usage_die("%s needs a value", argv[optind - 1]);
@@ -981,6 +1176,14 @@ int main(int argc, char **argv)
         s_usage_die("run takes no arguments");
     if (!run && optind != argc - 1)
         s_usage_die("refuse takes one REQUISITION");
+    const char *env = getenv("DY_EDP_CORRUPT");
+    if (run && !corrupt_set && env != NULL && env[0] != '\0'
+        && s_corrupt_parse(env, &e.corrupt) < 0)
+        s_usage_die("DY_EDP_CORRUPT=\"%s\" is not a corruption mode", env);
+    env = getenv("DY_EDP_CORRUPT_LIMIT");
+    if (run && !limit_set && env != NULL && env[0] != '\0'
+        && s_parse_limit(env, &e.corrupt_limit) < 0)
+        s_usage_die("DY_EDP_CORRUPT_LIMIT=\"%s\" is not an integer in [0, 1000000]", env);
 
     dy_log_init("edp", NULL, verbose);
     dy_log_set_field("edp", e.id);
@@ -1014,6 +1217,9 @@ int main(int argc, char **argv)
         ret = 0;
         goto out;
     }
+    if (e.corrupt != S_CORRUPT_NONE)
+        log_warnx("TESTING: corrupting the first %d fulfilments it applies to (%s)",
+                  e.corrupt_limit, s_corrupt_names[e.corrupt]);
     log_info("polling the Kingdom every %ld ms", poll_ms);
     while (!s_stop) {
         int rc = s_pass(&e);

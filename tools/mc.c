@@ -3,8 +3,17 @@
  *
  *   create --dir DIR --protocol P [--type T] [--noise N] [--epsilon E --delta D]
  *          [--max-frequency K] [--edps N] [--request-id ID] [--json]
+ *          [--testing-noise-mechanism M]
  *       builds and signs the MeasurementSpec, encrypts one requisition spec per EDP, calls
  *       Measurements.CreateMeasurement at the Kingdom and records DIR/mc/<id>.json.
+ *       --testing-noise-mechanism M (TESTING ONLY, fault injection): puts the raw public
+ *       ProtocolConfig.NoiseMechanism number M (0..6) in the request instead of --noise's.
+ *       The test Kingdom maps every public value with a system one and passes it on in
+ *       the computation's MpcProtocolConfig (kingdom_api.c, D5): 5 CONTINUOUS_GAUSSIAN ->
+ *       system 3, 6 DETERMINISTIC_TRUNCATED_LAPLACE -> system 5, which no duchy supports
+ *       (PROTOCOL.md §3.1), so the duchies see a protocol config they do not know and
+ *       must fail the computation (4 CONTINUOUS_LAPLACE has no system value: the Kingdom
+ *       refuses it).  Recorded as "noise_mechanism_override" in DIR/mc/<id>.json.
  *   wait --dir DIR MEASUREMENT [--timeout S] [--poll-ms N] [--json]
  *       polls GetMeasurement until the state is terminal; on SUCCEEDED checks the result (the
  *       aggregator's certificate, its signature, the decryption, the ranges) and prints it
@@ -62,7 +71,10 @@ static const char s_usage[] =
     "         [--type reach|reach-and-frequency] [--noise none|geometric|discrete-gaussian]\n"
     "         [--epsilon E (1)] [--delta D (1e-5)] [--max-frequency K (10)]\n"
     "         [--edps N (all)] [--request-id ID] [--json]\n"
-    "      creates a measurement over the first N EDPs; prints {\"measurement\": name}\n"
+    "         [--testing-noise-mechanism M]\n"
+    "      creates a measurement over the first N EDPs; prints {\"measurement\": name}.\n"
+    "      TESTING ONLY: --testing-noise-mechanism sends the raw public noise mechanism\n"
+    "      number M (0..6) instead of --noise's (5, 6: unsupported by the duchies)\n"
     "  wait --dir DIR MEASUREMENT [--timeout S (900)] [--poll-ms N (500)] [--json]\n"
     "      waits for a terminal state, verifies and decrypts the result, prints it beside\n"
     "      the ground truth (the demo's JSON object)\n"
@@ -308,11 +320,14 @@ typedef struct {
     int max_frequency;
     int edps;                  /* 0 = all */
     const char *request_id;
+    int noise_override;        /* TESTING ONLY: raw public noise mechanism, -1 = none */
 } s_create_opts_t;
 
-static int s_public_noise(dy_mc_noise_t n)
+static int s_public_noise(const s_create_opts_t *o)
 {
-    switch (n) {
+    if (o->noise_override >= 0)
+        return o->noise_override;
+    switch (o->noise) {
     case DY_MC_NOISE_GEOMETRIC: return V2E(PROTOCOL_CONFIG__NOISE_MECHANISM__GEOMETRIC);
     case DY_MC_NOISE_DISCRETE_GAUSSIAN:
         return V2E(PROTOCOL_CONFIG__NOISE_MECHANISM__DISCRETE_GAUSSIAN);
@@ -351,6 +366,8 @@ static int s_state_write(const s_mc_t *m, const char *id, const char *name, cons
     dy_json_put_double(f, o->epsilon);
     fputs(", \"delta\": ", f);
     dy_json_put_double(f, o->delta);
+    if (o->noise_override >= 0)
+        fprintf(f, ", \"noise_mechanism_override\": %d", o->noise_override);
     fprintf(f, ", \"max_frequency\": %d, \"vid_start\": 0, \"vid_width\": 1, \"edps\": [", K);
     for (int i = 0; i < n; i++) {
         fputs(i ? ", " : "", f);
@@ -506,19 +523,19 @@ static int s_create(s_mc_t *m, const s_create_opts_t *o)
     pc.protocols = protos;
     switch (o->protocol) {
     case DY_MC_LLV2:
-        llv2.noise_mechanism = s_public_noise(o->noise);
+        llv2.noise_mechanism = s_public_noise(o);
         llv2.elliptic_curve_id = 415;
         proto.protocol_case = V2E(PROTOCOL_CONFIG__PROTOCOL__PROTOCOL_LIQUID_LEGIONS_V2);
         proto.liquid_legions_v2 = &llv2;
         break;
     case DY_MC_ROLLV2:
-        rollv2.noise_mechanism = s_public_noise(o->noise);
+        rollv2.noise_mechanism = s_public_noise(o);
         rollv2.elliptic_curve_id = 415;
         proto.protocol_case = V2E(PROTOCOL_CONFIG__PROTOCOL__PROTOCOL_REACH_ONLY_LIQUID_LEGIONS_V2);
         proto.reach_only_liquid_legions_v2 = &rollv2;
         break;
     default:
-        hmss.noise_mechanism = s_public_noise(o->noise);
+        hmss.noise_mechanism = s_public_noise(o);
         proto.protocol_case = V2E(PROTOCOL_CONFIG__PROTOCOL__PROTOCOL_HONEST_MAJORITY_SHARE_SHUFFLE);
         proto.honest_majority_share_shuffle = &hmss;
         break;
@@ -872,7 +889,7 @@ static int s_cancel(s_mc_t *m, const char *arg)
 
 enum {
     O_DIR = 1000, O_PROTOCOL, O_TYPE, O_NOISE, O_EPSILON, O_DELTA, O_MAXF, O_EDPS, O_REQID,
-    O_TIMEOUT, O_POLL, O_JSON, O_HELP,
+    O_NOISE_OVERRIDE, O_TIMEOUT, O_POLL, O_JSON, O_HELP,
 };
 
 int main(int argc, char **argv)
@@ -898,6 +915,7 @@ int main(int argc, char **argv)
         {"max-frequency", required_argument, NULL, O_MAXF},
         {"edps", required_argument, NULL, O_EDPS},
         {"request-id", required_argument, NULL, O_REQID},
+        {"testing-noise-mechanism", required_argument, NULL, O_NOISE_OVERRIDE},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"poll-ms", required_argument, NULL, O_POLL},
         {"json", no_argument, NULL, O_JSON},
@@ -908,7 +926,7 @@ int main(int argc, char **argv)
     s_mc_t m;
     memset(&m, 0, sizeof(m));
     s_create_opts_t co = {.type = -1, .noise = DY_MC_NOISE_GEOMETRIC, .epsilon = 1.0,
-                          .delta = 1e-5, .max_frequency = 10};
+                          .delta = 1e-5, .max_frequency = 10, .noise_override = -1};
     bool create = strcmp(cmd, "create") == 0, waitcmd = strcmp(cmd, "wait") == 0;
     bool set_maxf = false;
     double timeout = 900;
@@ -918,7 +936,7 @@ int main(int argc, char **argv)
     opterr = 0;
     optind = 2;
     while ((c = getopt_long(argc, argv, ":v", opts, NULL)) != -1) {
-        if (!create && c >= O_PROTOCOL && c <= O_REQID)
+        if (!create && c >= O_PROTOCOL && c <= O_NOISE_OVERRIDE)
             s_usage_die("%s: %s is an option of create", cmd, argv[optind - 1]);
         if (!waitcmd && (c == O_TIMEOUT || c == O_POLL))
             s_usage_die("%s: %s is an option of wait", cmd, argv[optind - 1]);
@@ -952,6 +970,9 @@ int main(int argc, char **argv)
             if (strlen(optarg) == 0 || strlen(optarg) > 36)
                 s_usage_die("--request-id must be 1-36 characters");
             co.request_id = optarg;
+            break;
+        case O_NOISE_OVERRIDE:
+            co.noise_override = (int)s_opt_long("--testing-noise-mechanism", optarg, 0, 6);
             break;
         case O_TIMEOUT: timeout = s_opt_double("--timeout", optarg, 0, 86400 * 7); break;
         case O_POLL: poll_ms = s_opt_long("--poll-ms", optarg, 10, 60000); break;

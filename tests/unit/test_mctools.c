@@ -519,13 +519,22 @@ static void test_seed(void **state)
     assert_int_equal(dy_mc_seed_open(d, X509_get0_pubkey(edp_cert), S_COMP, req, ct.data, ct.len,
                                      got), 0);
     assert_memory_equal(got, seed, DY_MC_SEED_LEN);
-    /* The ECIES info binds the requisition; the signature binds the EDP. */
+    /* The ECIES info binds the requisition (-EBADMSG: does not decrypt); the signature
+     * binds the EDP (-EKEYREJECTED: decrypts, the signature does not verify). */
     assert_int_equal(dy_mc_seed_open(d, X509_get0_pubkey(edp_cert), S_COMP,
                                      S_COMP "/requisitions/AAAAAAAAAAQ", ct.data, ct.len, got),
                      -EBADMSG);
     X509 *other = s_cert("edp2", "sign.pem");
     assert_int_equal(dy_mc_seed_open(d, X509_get0_pubkey(other), S_COMP, req, ct.data, ct.len,
-                                     got), -EBADMSG);
+                                     got), -EKEYREJECTED);
+    /* sealed with another EDP's key, opened with edp1's certificate */
+    EVP_PKEY *edp2 = s_sign_key("edp2");
+    dy_buf_t ct2 = {0};
+    assert_int_equal(dy_mc_seed_seal(edp2, Q, S_COMP, req, seed, &ct2), 0);
+    assert_int_equal(dy_mc_seed_open(d, X509_get0_pubkey(edp_cert), S_COMP, req, ct2.data,
+                                     ct2.len, got), -EKEYREJECTED);
+    dy_buf_free(&ct2);
+    EVP_PKEY_free(edp2);
     uint8_t d2[32], Q2[33];
     assert_int_equal(dy_ecies_keygen(d2, Q2), 0);
     assert_int_equal(dy_mc_seed_open(d2, X509_get0_pubkey(edp_cert), S_COMP, req, ct.data,
@@ -1196,6 +1205,9 @@ static void s_make_requisition(bool hmss, bool tamper, uint64_t nonce, dy_buf_t 
 }
 
 /* Runs duchy-edp --once against the fakes; returns its exit status. */
+/* Environment assignments for the next duchy-edp run (e.g. "DY_EDP_CORRUPT=wrong-count"). */
+static const char *s_edp_env = "";
+
 static int s_run_edp(bool hmss, bool tamper, uint64_t nonce, dy_buf_t *spec, uint8_t d[32])
 {
     const char *bin = getenv("DY_EDP_BIN");
@@ -1238,8 +1250,8 @@ static int s_run_edp(bool hmss, bool tamper, uint64_t nonce, dy_buf_t *spec, uin
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, s_serve, srv), 0);
     char cmd[2 * PATH_MAX];
-    snprintf(cmd, sizeof(cmd), "'%s' run --dir '%s' --id edp1 --once 2>>'%s/edp.log'", bin, dir,
-             dir);
+    snprintf(cmd, sizeof(cmd), "env %s '%s' run --dir '%s' --id edp1 --once 2>>'%s/edp.log'",
+             s_edp_env, bin, dir, dir);
     int st = system(cmd);
     s_fake.stop = 1;
     pthread_join(th, NULL);
@@ -1371,6 +1383,84 @@ static void test_edp_hmss(void **state)
     dy_buf_free(&spec);
 }
 
+/* duchy-edp's fault injection (TESTING ONLY; DY_EDP_CORRUPT, the --corrupt fallback):
+ * each mode's bad upload, and modes leave other protocols alone. */
+static void test_edp_corrupt(void **state)
+{
+    (void)state;
+    if (!s_have_edp())
+        skip();
+    dy_buf_t spec = {0};
+    uint8_t d[32];
+    dy_ec_t *ec = dy_ec_new();
+    BN_CTX *ctx = BN_CTX_new();
+    assert_non_null(ec);
+    assert_non_null(ctx);
+    const size_t B = DY_LLV2_CRV_BLOCK, P = 65;
+    size_t bad = 0;
+
+    /* not-on-curve: whole registers, one point off the curve (the middle register's key
+     * ciphertext), every other point valid */
+    s_edp_env = "DY_EDP_CORRUPT=not-on-curve";
+    assert_int_equal(s_run_edp(false, false, 11, &spec, d), 0);
+    assert_true(s_fake.fulfilled);
+    size_t n = s_fake.body.len / B, at = (n / 2) * 6 + 2;
+    assert_true(n > 2);
+    assert_int_equal(s_fake.body.len % B, 0);
+    assert_int_equal(s_fake.body.data[at * P], 0x04);
+    assert_int_equal(dy_ec_check_many(ec, s_fake.body.data, n * 6, &bad, ctx), -EINVAL);
+    assert_int_equal(bad, at);
+    assert_int_equal(dy_ec_check_many(ec, s_fake.body.data + (at + 1) * P, n * 6 - at - 1, &bad,
+                                      ctx), 0);
+    dy_buf_free(&spec);
+
+    /* wrong-count: one point (65 bytes) short of whole registers */
+    s_edp_env = "DY_EDP_CORRUPT=wrong-count";
+    assert_int_equal(s_run_edp(false, false, 12, &spec, d), 0);
+    assert_true(s_fake.fulfilled);
+    assert_int_equal(s_fake.body.len % B, B - P);
+    dy_buf_free(&spec);
+
+    /* an HMSS mode leaves an LLv2 fulfilment alone */
+    s_edp_env = "DY_EDP_CORRUPT=bad-signature";
+    assert_int_equal(s_run_edp(false, false, 13, &spec, d), 0);
+    assert_int_equal(s_fake.body.len % B, 0);
+    assert_int_equal(dy_ec_check_many(ec, s_fake.body.data, s_fake.body.len / P, &bad, ctx), 0);
+    dy_buf_free(&spec);
+
+    /* bad-signature: the seed decrypts but its signature is not edp1's */
+    X509 *edp = s_cert("edp1", "sign.pem");
+    uint8_t seed[DY_MC_SEED_LEN];
+    assert_int_equal(s_run_edp(true, false, 14, &spec, d), 0);
+    assert_true(s_fake.hmss);
+    assert_int_equal(dy_mc_seed_open(d, X509_get0_pubkey(edp), S_COMP, S_SREQ,
+                                     s_fake.seed_ct.data, s_fake.seed_ct.len, seed),
+                     -EKEYREJECTED);
+    assert_int_equal(s_fake.register_count, 20000);
+    dy_buf_free(&spec);
+
+    /* hmss-bad-share: one register short, header and body agreeing; the seed is good */
+    s_edp_env = "DY_EDP_CORRUPT=hmss-bad-share";
+    assert_int_equal(s_run_edp(true, false, 15, &spec, d), 0);
+    assert_int_equal(s_fake.register_count, 19999);
+    assert_int_equal(s_fake.body.len, 19999 * 4);
+    assert_int_equal(dy_mc_seed_open(d, X509_get0_pubkey(edp), S_COMP, S_SREQ,
+                                     s_fake.seed_ct.data, s_fake.seed_ct.len, seed), 0);
+    dy_buf_free(&spec);
+
+    /* a limit of 0 corrupts nothing */
+    s_edp_env = "DY_EDP_CORRUPT=hmss-bad-share DY_EDP_CORRUPT_LIMIT=0";
+    assert_int_equal(s_run_edp(true, false, 16, &spec, d), 0);
+    assert_int_equal(s_fake.register_count, 20000);
+    assert_int_equal(s_fake.body.len, 20000 * 4);
+    dy_buf_free(&spec);
+
+    s_edp_env = "";
+    X509_free(edp);
+    BN_CTX_free(ctx);
+    dy_ec_destroy(&ec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1389,6 +1479,7 @@ int main(void)
         cmocka_unit_test(test_truth),
         cmocka_unit_test(test_edp_llv2),
         cmocka_unit_test(test_edp_llv2_bad_key_refused),
+        cmocka_unit_test(test_edp_corrupt),
         cmocka_unit_test(test_edp_hmss),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
