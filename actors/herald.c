@@ -37,6 +37,7 @@
  * (the store has no unfenced blob record for the herald; see the report).
  */
 #include "actor.h"
+#include "audit.h"
 #include "blob.h"
 #include "details.h"
 #include "herald_rules.h"
@@ -595,6 +596,18 @@ static bool s_process(s_herald_t *h)
         bool changed = false;
         dy_computation_t row;
         memset(&row, 0, sizeof(row));
+        /* The durable local record of why, also for a computation refused before it had a
+         * row here (e.g. a protocol config this duchy does not support). */
+        dy_audit_event_t ev = {.actor = "herald", .computation = id, .stage = -1,
+                               .event = "computation_failed", .detail = why};
+        if (dy_store_get(h->store, id, &row) == 0)
+            ev.stage = row.stage;
+        dy_computation_clear(&row);
+        memset(&row, 0, sizeof(row));
+        int arc = dy_audit_append(h->store, &ev, NULL);
+        if (arc < 0)
+            log_warnx_c(&ctx, "%scannot record the failure in the audit log: %s", pfx,
+                        strerror(-arc));
         if (dy_store_get(h->store, id, &row) == 0) {
             int erc = dy_store_end(h->store, id, NULL, dy_stage_complete(row.protocol),
                                    DY_END_FAILED, why, &changed);
