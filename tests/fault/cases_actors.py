@@ -1,0 +1,246 @@
+"""cases_actors.py - fault cases on the long-running actors (issue 7): each killed with
+SIGKILL mid-computation (the herald between processing a Kingdom item and persisting its
+token, the coordinator while a peer's input arrives, a claimer with a running mill, the
+submitter before and after SetComputationResult, the gateway while a peer streams to it);
+the supervisor restarts it, the computation completes exactly, nothing is duplicated.
+Also SIGTERM to a whole duchy mid-run (drain: every actor exits 0, leases released) and
+SIGHUP with a broken config (old config kept, error logged).
+Each case is registered with faultlib.case and run by tools/fault-matrix."""
+
+import os
+import signal
+import time
+
+from faultlib import case, CaseFailed, DUCHIES, alive, now, stage_number
+
+
+def kill_actor(c, duchy, name):
+    """SIGKILL DUCHY's actor NAME; waits until the supervisor runs a new one; returns
+    (old pid, new pid)."""
+    pid = c.actor_pid(duchy, name)
+    if not pid:
+        raise CaseFailed(f"{duchy}: {name} is not running")
+    c.fault_begin(f"SIGKILL {duchy}/{name} ({pid})")
+    c.kill(pid, signal.SIGKILL)
+    new = c.wait_actor_restarted(duchy, name, pid, timeout=30)
+    c.fault_end()
+    c.notes.append(f"{duchy}/{name} {pid} -> {new} in {c.fault_t1 - c.fault_t0:.1f} s")
+    return pid, new
+
+
+def no_duplicates(c, cid):
+    """One row per computation at every duchy, three participants at the Kingdom, one
+    'created' log line per duchy."""
+    for d in DUCHIES:
+        n = c.dq(d, "SELECT count(*) FROM computations WHERE id = ?", (cid,))[0][0]
+        if n != 1:
+            c.violation(f"{d}: {n} rows for {cid}")
+        created = 0
+        for line in open(c.logfile(d), errors="replace"):
+            if f'"computation":"{cid}"' in line and '"msg":"created' in line:
+                created += 1
+        if created > 1:
+            c.violation(f"{d}: {cid} created {created} times")
+    parts = c.kq("SELECT count(*) FROM participants")[0][0]
+    if parts != 3 * len(c.measurements):
+        c.violation(f"the Kingdom holds {parts} participants for {len(c.measurements)} "
+                    f"computations")
+
+
+@case("kill-herald", limit=200, budget=60,
+      doc="SIGKILL the herald right after it processed a Kingdom item (before its token "
+          "is persisted): resumes from its token, nothing created twice")
+def kill_herald(c):
+    c.up()
+    cid = c.create("llv2")
+    # the herald processes the item that creates the computation; kill it the moment the
+    # local row appears (its token write follows the item's effects)
+    c.wait_until(lambda: c.stage_of("worker1", cid) is not None, 30, "worker1 to create it")
+    kill_actor(c, "worker1", "duchy-herald")
+    c.wait_result(cid)
+    no_duplicates(c, cid)
+
+
+@case("kill-coordinator", limit=200, budget=60,
+      doc="SIGKILL the coordinator while a peer's stage input is arriving: the sender "
+          "retries, the input is recorded once")
+def kill_coordinator(c):
+    c.up()
+    cid = c.create("llv2")
+    # the aggregator awaits the non-aggregators' execution-phase-one inputs
+    c.wait_stage("aggregator", cid, lambda s: s is not None and s >= 7, timeout=90,
+                 what="WAIT_EXECUTION_PHASE_ONE_INPUTS")
+    kill_actor(c, "aggregator", "duchy-coordinator")
+    r = c.wait_result(cid)
+    no_duplicates(c, cid)
+    del r
+
+
+@case("kill-claimer", limit=200, budget=60,
+      doc="SIGKILL a claimer with a running mill: the mill dies with it (PDEATHSIG), the "
+          "lease expires, the restarted claimer retries the stage")
+def kill_claimer(c):
+    c.up()
+    cid = c.create("llv2")
+    w = c.wait_worker("aggregator", cid, timeout=90, min_age=0.1)
+    kill_actor(c, "aggregator", "duchy-claimer-1")
+    c.wait_until(lambda: not alive(w["pid"]), 10, f"the orphaned mill {w['pid']} to die")
+    r = c.wait_result(cid)
+    snum = stage_number(1, w["stage"])
+    rows = [x for x in c.attempts("aggregator", cid) if x[0] == snum]
+    first = [x for x in rows if x[1] == w["attempt"]]
+    if not first or first[0][3] not in ("LOCK_OVERWRITTEN", "FAILED"):
+        c.violation(f"the killed claimer's attempt is not LOCK_OVERWRITTEN/FAILED: {first}")
+    if r.get("state") == "SUCCEEDED" and not any(x[1] > w["attempt"] and x[3] == "SUCCEEDED"
+                                                 for x in rows):
+        c.violation(f"the stage was not retried to success: {rows}")
+    no_duplicates(c, cid)
+
+
+def kingdom_result_set(c):
+    try:
+        return c.kq("SELECT count(*) FROM computations WHERE encrypted_result IS NOT NULL")[0][0] > 0
+    except Exception:  # the Kingdom database busy: not yet
+        return False
+
+
+@case("kill-submitter-before", limit=200, budget=60,
+      doc="SIGKILL the aggregator's submitter before SetComputationResult: the stage is "
+          "retried, the result set once")
+def kill_submitter_before(c):
+    c.up()
+    cid = c.create("llv2")
+    # EXECUTION_PHASE_THREE at the aggregator ends with SetComputationResult
+    c.wait_stage("aggregator", cid, lambda s: s is not None and s >= 11, timeout=90,
+                 what="WAIT_EXECUTION_PHASE_THREE_INPUTS")
+    if kingdom_result_set(c):
+        raise CaseFailed("the result was set before the fault")
+    kill_actor(c, "aggregator", "duchy-submitter")
+    c.wait_result(cid)
+    no_duplicates(c, cid)
+
+
+@case("kill-submitter-after", limit=200, budget=60,
+      doc="SIGKILL the aggregator's submitter right after SetComputationResult (before "
+          "the local commit): the retry finds the result set, completes locally")
+def kill_submitter_after(c):
+    c.up()
+    cid = c.create("llv2")
+    c.wait_stage("aggregator", cid, lambda s: s is not None and s >= 11, timeout=90,
+                 what="WAIT_EXECUTION_PHASE_THREE_INPUTS")
+    pid = c.actor_pid("aggregator", "duchy-submitter")
+    t = now() + 60
+    while now() < t and not kingdom_result_set(c):
+        time.sleep(0.002)
+    if not kingdom_result_set(c):
+        raise CaseFailed("the Kingdom never got the result")
+    local = c.stage_of("aggregator", cid)
+    c.fault_begin(f"SIGKILL aggregator/duchy-submitter ({pid}) after SetComputationResult "
+                  f"(local stage {local})")
+    c.kill(pid, signal.SIGKILL)
+    c.wait_actor_restarted("aggregator", "duchy-submitter", pid)
+    c.fault_end()
+    c.notes.append(f"local stage when killed: {local}")
+    c.wait_result(cid)
+    no_duplicates(c, cid)
+
+
+@case("kill-gateway", limit=200, budget=60,
+      doc="SIGKILL a gateway while a peer streams a stage input to it: the sender retries, "
+          "the input is recorded once")
+def kill_gateway(c):
+    c.up(reach=1500)
+    cid = c.create("llv2")
+    # worker2 awaits worker1's execution-phase inputs (the ring); kill worker2's gateway
+    # as soon as worker1 starts sending (its log says "sending" at debug level, so watch
+    # for worker2 entering the wait stage and worker1 leaving its work stage)
+    c.wait_stage("worker2", cid, lambda s: s is not None and s >= 9, timeout=90,
+                 what="WAIT_EXECUTION_PHASE_TWO_INPUTS")
+    c.wait_stage("worker1", cid, lambda s: s is not None and s >= 9, timeout=90,
+                 what="WAIT_EXECUTION_PHASE_TWO_INPUTS at worker1")
+    kill_actor(c, "worker2", "duchy-gateway")
+    c.wait_result(cid)
+    no_duplicates(c, cid)
+
+
+@case("sigterm-duchy", limit=220, budget=90,
+      doc="SIGTERM a duchy mid-stage: it drains (every actor exits 0, leases released), "
+          "restarts, the computation completes")
+def sigterm_duchy(c):
+    c.up()
+    cid = c.create("llv2")
+    w = c.wait_worker("aggregator", cid, timeout=90, min_age=0.1)
+    sup = c.supervisor_pid("aggregator")
+    log_off = os.path.getsize(c.logfile("aggregator"))
+    c.fault_begin(f"SIGTERM aggregator supervisor {sup} (mill {w['pid']} in {w['stage']})")
+    c.kill(sup, signal.SIGTERM)
+    c.wait_until(lambda: not alive(sup), 40, "the aggregator to drain and exit")
+    drained = now() - c.fault_t0
+    # every actor exited 0, as the supervisor logged
+    import json
+    exits = {}
+    with open(c.logfile("aggregator"), errors="replace") as f:
+        f.seek(log_off)
+        for line in f:
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            if j.get("proc") == "supervise" and j.get("event") == "exit":
+                exits[j.get("actor")] = str(j.get("exit"))
+    bad = {a: e for a, e in exits.items() if e != "0"}
+    if len(exits) != 6 or bad:
+        c.violation(f"actors' exits after SIGTERM: {exits}")
+    rows = c.dq("aggregator", "SELECT id, lease_owner FROM computations WHERE lease_owner IS "
+                "NOT NULL")
+    if rows:
+        c.violation(f"leases still held after the drain: {rows}")
+    op = c.dq("aggregator", "SELECT stage, attempt, end_reason, error FROM stage_attempts "
+              "WHERE computation = ? AND attempt = ? AND stage = ?",
+              (cid, w["attempt"], stage_number(1, w["stage"])))
+    if not op or op[0][2] != "FAILED" or "drain" not in (op[0][3] or ""):
+        c.violation(f"the running attempt was not released as draining: {op}")
+    if any(alive(p) for p in [w["pid"]]):
+        c.violation(f"mill {w['pid']} survived the drain")
+    c.restart("aggregator")
+    c.fault_end()
+    c.notes.append(f"drained in {drained:.1f} s")
+    c.wait_result(cid)
+
+
+@case("sighup-broken-config", limit=200, budget=60,
+      doc="SIGHUP with a broken config mid-run: the old config is kept, the error logged, "
+          "the computation completes")
+def sighup_broken_config(c):
+    c.up()
+    cid = c.create("llv2")
+    c.wait_stage("aggregator", cid, lambda s: s is not None and s >= 6, timeout=90,
+                 what="SETUP_PHASE")
+    path = os.path.join(c.ddir("aggregator"), "duchy.yaml")
+    good = open(path).read()
+    log_off = os.path.getsize(c.logfile("aggregator"))
+    pids = {a["name"]: a["pid"] for a in c.supervisor("aggregator")["actors"]}
+    with open(path, "w") as f:
+        f.write(good.replace("duchy:\n", "duchy:\n  lease: [not, a, duration\n", 1))
+    c.fault_begin("broken duchy.yaml, SIGHUP to every aggregator actor")
+    for p in pids.values():
+        c.kill(p, signal.SIGHUP)
+    time.sleep(1.5)
+    with open(path, "w") as f:
+        f.write(good)
+    c.fault_end()
+    kept = set()
+    with open(c.logfile("aggregator"), errors="replace") as f:
+        f.seek(log_off)
+        for line in f:
+            if "keeping the running config" in line:
+                for n, p in pids.items():
+                    if f'"pid":{p},' in line:
+                        kept.add(n)
+    if kept != set(pids):
+        c.violation(f"not every actor logged that it kept its config: {sorted(kept)} of "
+                    f"{sorted(pids)}")
+    now_pids = {a["name"]: a["pid"] for a in c.supervisor("aggregator")["actors"]}
+    if now_pids != pids:
+        c.violation(f"actors restarted by the SIGHUP: {pids} -> {now_pids}")
+    c.wait_result(cid)

@@ -1,0 +1,139 @@
+"""cases_workers.py - fault cases on the crypto workers and the claimers (issue 7):
+a mill killed mid-stage, a claimer frozen past its lease while a second claimer takes the
+work over, a mill frozen past its deadline, a mill over its memory limit.
+Each case is registered with faultlib.case and run by tools/fault-matrix."""
+
+import os
+import signal
+import time
+
+from faultlib import case, now, stage_number
+
+# stage numbers (common/stages.h, LLv2): the crypto (work) stages of the aggregator
+LLV2_AG_WORK = {4, 6, 8, 10, 12}
+
+
+def ended(c, duchy, cid, stage, attempt):
+    for s, a, owner, reason, err in c.attempts(duchy, cid):
+        if s == stage and a == attempt:
+            return reason, err, owner
+    return None
+
+
+@case("kill-mill", limit=200, budget=60,
+      doc="kill -9 a crypto worker mid-stage: attempt 1 FAILED, attempt 2 completes")
+def kill_mill(c):
+    c.up()
+    cid = c.create("llv2")
+    # the aggregator's first crypto stage after setup (the heaviest ones are later)
+    w = c.wait_worker("aggregator", cid, timeout=90, min_age=0.2)
+    pid = w["pid"]
+    c.fault_begin(f"SIGKILL mill {pid} ({w.get('stage')}, attempt {w.get('attempt')})")
+    c.kill(pid, signal.SIGKILL)
+    c.fault_end()
+    r = c.wait_result(cid)
+    if r.get("state") != "SUCCEEDED":
+        return
+    # the killed attempt is recorded as FAILED (or LOCK_OVERWRITTEN), and a later attempt
+    # of the same stage SUCCEEDED
+    rows = [x for x in c.attempts("aggregator", cid)]
+    stage = next((s for s, a, o, e, err in rows if a == w.get("attempt") and
+                  (e in ("FAILED", "LOCK_OVERWRITTEN"))), None)
+    if stage is None:
+        c.violation(f"the killed attempt {w.get('attempt')} is not recorded FAILED or "
+                    f"LOCK_OVERWRITTEN: {rows}")
+        return
+    later = [a for s, a, o, e, err in rows if s == stage and a > w.get("attempt")
+             and e == "SUCCEEDED"]
+    if not later:
+        c.violation(f"stage {stage}: no later attempt SUCCEEDED: {rows}")
+    err = next(err for s, a, o, e, err in rows if s == stage and a == w.get("attempt"))
+    c.notes.append(f"killed attempt: {err}")
+
+
+@case("claimer-lease-takeover", limit=220, budget=60,
+      doc="SIGSTOP a claimer past its lease: a second claimer takes over; the first's late "
+          "write is refused (LOCK_OVERWRITTEN)")
+def claimer_lease_takeover(c):
+    c.up(claimers=2, lease="3s")
+    cid = c.create("llv2")
+    w = c.wait_worker("aggregator", cid, timeout=90, min_age=0.1)
+    pid, ppid = w["pid"], w["ppid"]
+    stage, attempt = w["stage"], w["attempt"]
+    snum = stage_number(1, stage)
+    c.fault_begin(f"SIGSTOP claimer {ppid} (its mill {pid}: {stage} attempt {attempt})")
+    c.stop(ppid)
+    # the other claimer takes the stage over once the lease (3 s) expired
+    c.wait_until(lambda: any(s == snum and a > attempt for s, a, o, e, err
+                             in c.attempts("aggregator", cid)), 40,
+                 "a second claimer's attempt of the stage")
+    taken = now()
+    time.sleep(2)
+    c.cont(ppid)
+    c.fault_end()
+    r = c.wait_result(cid)
+    rows = c.attempts("aggregator", cid)
+    first = [x for x in rows if x[0] == snum and x[1] == attempt]
+    if not first or first[0][3] != "LOCK_OVERWRITTEN":
+        c.violation(f"the frozen claimer's attempt is not LOCK_OVERWRITTEN: {first}")
+    second = [x for x in rows if x[0] == snum and x[1] > attempt]
+    if not second or second[0][2] == (first[0][2] if first else None):
+        c.violation(f"no other claimer took the stage over: {second}")
+    if r.get("state") == "SUCCEEDED" and not any(x[3] == "SUCCEEDED" for x in second):
+        c.violation(f"the take-over attempt did not succeed: {second}")
+    # the frozen claimer, continued, noticed and wrote nothing (it logs the lost lease)
+    lost = [l for l in open(c.logfile("aggregator")) if f'"pid":{ppid},' in l and
+            ("lease" in l.lower() or "aborted" in l.lower() or "overwritten" in l.lower())]
+    if not lost:
+        c.violation(f"claimer {ppid} logged nothing about its lost lease after SIGCONT")
+    c.notes.append(f"take-over {taken - c.fault_t0:.1f} s after SIGSTOP; claimer said: "
+                   + (lost[0].split('"msg":')[-1].strip()[:120] if lost else "-"))
+
+
+@case("mill-deadline", limit=220, budget=60,
+      doc="SIGSTOP a crypto worker past its deadline: killed, attempt recorded, stage retried")
+def mill_deadline(c):
+    c.up(sets=["aggregator:duchy.mill_deadline=6s"])
+    cid = c.create("llv2")
+    w = c.wait_worker("aggregator", cid, timeout=90)
+    pid = w["pid"]
+    snum = stage_number(1, w["stage"])
+    c.fault_begin(f"SIGSTOP mill {pid} ({w['stage']} attempt {w['attempt']}), deadline 6 s")
+    c.stop(pid)
+    c.wait_until(lambda: not os.path.exists(f"/proc/{pid}") or
+                 open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z",
+                 20, "the claimer to kill the stopped mill at its deadline")
+    c.held.discard(pid)
+    killed = now() - c.fault_t0
+    c.fault_end()
+    r = c.wait_result(cid)
+    rows = [x for x in c.attempts("aggregator", cid) if x[0] == snum]
+    first = [x for x in rows if x[1] == w["attempt"]]
+    if not first or first[0][3] != "FAILED" or "deadline" not in (first[0][4] or ""):
+        c.violation(f"the stopped mill's attempt is not FAILED with a deadline error: {first}")
+    if r.get("state") == "SUCCEEDED" and not any(x[1] > w["attempt"] and x[3] == "SUCCEEDED"
+                                                 for x in rows):
+        c.violation(f"the stage was not retried to success: {rows}")
+    c.notes.append(f"killed {killed:.1f} s after SIGSTOP: {first[0][4] if first else '-'}")
+
+
+@case("mill-memory", limit=240, budget=90,
+      doc="a worker over its memory limit: clean failure, recorded, retried, then permanent")
+def mill_memory(c):
+    c.up(sets=["aggregator:duchy.mill_memory=64MiB", "aggregator:duchy.max_attempts=3"],
+         population=200000, reach=20000, sketch=100000)
+    c.fault_begin("aggregator mills limited to 64 MiB of address space")
+    cid = c.create("llv2", expect="fail")
+    r = c.wait_result(cid, timeout=150)
+    c.fault_end()
+    if r.get("state") != "FAILED":
+        return  # I1 reports it
+    rows = c.attempts("aggregator", cid)
+    failed = [x for x in rows if x[3] == "FAILED"]
+    mem = [x for x in failed if "memory" in (x[4] or "").lower()]
+    if len(mem) < 3:
+        c.violation(f"expected 3 attempts failed for memory (max_attempts 3): {rows}")
+    c.notes.append(f"attempts: {[(x[0], x[1], x[3], (x[4] or '')[:60]) for x in rows[-4:]]}")
+    # the duchy is still whole: a measurement that needs little memory still works
+    cid2 = c.create("hmss")
+    c.wait_result(cid2)
