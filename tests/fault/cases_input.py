@@ -8,7 +8,6 @@ not disturbed; and a send for a stage the receiver has not reached yet (FAILED_P
 STAGE_NOT_READY, then success on retry).
 Each case is registered with faultlib.case and run by tools/fault-matrix."""
 
-import signal
 import time
 
 from faultlib import case, CaseFailed, DUCHIES
@@ -132,4 +131,3 @@ def future_stage_send(c):
                     f"(aggregator held at stage {at})")
     else:
         c.notes.append(f"refused: {refused[0][0]} {refused[0][1][4][:100]}")
-    del signal
