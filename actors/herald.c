@@ -155,13 +155,14 @@ static void *s_reader_main(void *arg)
                     it->bytes = malloc(it->len + 1);
                     if (it->bytes != NULL) {
                         protobuf_c_message_pack(msg, it->bytes);
-                        /* The token to resume from once the loop has handled the item. */
+                        /* The token to resume from once the loop has handled the item,
+                         * copied before msg (which owns it) is freed. */
                         const char *tok = ((SYS(StreamActiveComputationsResponse) *)msg)
                                               ->continuation_token;
-                        protobuf_c_message_free_unpacked(msg, NULL);
-                        msg = NULL;
                         char next[DY_STORE_TOKEN_MAX];
                         snprintf(next, sizeof(next), "%s", tok ? tok : "");
+                        protobuf_c_message_free_unpacked(msg, NULL);
+                        msg = NULL;
                         s_hand(r, it); /* blocks until the loop acknowledged */
                         if (next[0] != '\0')
                             snprintf(r->token, sizeof(r->token), "%s", next);
