@@ -244,3 +244,26 @@ def sighup_broken_config(c):
     if now_pids != pids:
         c.violation(f"actors restarted by the SIGHUP: {pids} -> {now_pids}")
     c.wait_result(cid)
+
+
+@case("kingdom-stream-reopen", limit=200, budget=60,
+      doc="the Kingdom ends every StreamActiveComputations after 3 s: each herald reopens "
+          "from its token, and a measurement created after several reopenings SUCCEEDS")
+def kingdom_stream_reopen(c):
+    c.up(extra=["--kingdom-stream-max", "3s"])
+    first = c.create("hmss")
+    c.wait_result(first)
+    c.fault_begin("streams ended by the Kingdom every 3 s")
+    time.sleep(8)  # at least two reopenings at every duchy
+    c.fault_end()
+    second = c.create("llv2-reach-only")
+    c.wait_result(second)
+    for d in DUCHIES:
+        n = sum(1 for line in open(c.logfile(d), errors="replace")
+                if '"proc":"herald"' in line and "stream ended (0" in line)
+        if n < 2:
+            c.violation(f"{d}: the herald logged {n} stream ends (>= 2 expected)")
+        bad = [line for line in open(c.logfile(d), errors="replace")
+               if '"proc":"herald"' in line and "malformed" in line]
+        if bad:
+            c.violation(f"{d}: the herald reopened with a bad token: {bad[0][-160:].strip()}")

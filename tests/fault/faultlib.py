@@ -350,7 +350,7 @@ class Case:
         self.log(f"created {m['cid']} ({protocol}, expect {expect})")
         return m["cid"]
 
-    def wait_result(self, cid, timeout=180):
+    def wait_result(self, cid, timeout=100):
         m = self.meas(cid)
         if m["result"] is not None:
             return m["result"]
