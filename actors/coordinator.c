@@ -50,6 +50,7 @@
 #include "wire.h"
 
 #define S_FANOUT_MS 500
+#define S_SEND_GRACE_MS 2000 /* a send worker's kill backstop beyond its own deadline */
 #define S_MAX_JOB (1u << 20)
 #define S_AUDIT_TAIL 100
 
@@ -472,7 +473,7 @@ static void s_stage_effects(s_coord_t *co, zframe_t *id, const char *rid,
         job.awaited_stage = plan[i].awaited;
         job.stage_name = e->stage;
         job.attempt = e->attempt;
-        job.deadline_unix_ms = (uint64_t)(time(NULL) * 1000LL + co->cfg->send_deadline_ms);
+        job.deadline_unix_ms = (uint64_t)(dy_wall_ms() + co->cfg->send_deadline_ms);
         Halo__Internal__V1__SendConfig jc = HALO__INTERNAL__V1__SEND_CONFIG__INIT;
         jc.duchy_id = co->cfg->id;
         jc.data_dir = co->cfg->data_dir;
@@ -491,7 +492,9 @@ static void s_stage_effects(s_coord_t *co, zframe_t *id, const char *rid,
                               .argv = argv,
                               .job = jb,
                               .job_len = jl,
-                              .deadline_ms = co->cfg->send_deadline_ms,
+                              /* a backstop: the worker ends at its own deadline
+                               * (DEADLINE_EXCEEDED, logged) before this kill */
+                              .deadline_ms = co->cfg->send_deadline_ms + S_SEND_GRACE_MS,
                               .max_result = 65536};
         w->sp = dy_spawn_start(&sc);
         free(jb);

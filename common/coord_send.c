@@ -76,6 +76,13 @@ static int s_peer_stage(const Wfa__Measurement__System__V1alpha__ComputationStag
     }
 }
 
+/* Milliseconds left until end (a dy_now() time), at least 1. */
+static int s_left_ms(double end)
+{
+    double left = (end - dy_now()) * 1000.0;
+    return left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
 dy_outcome_t dy_coord_send_run(const dy_coord_send_job_t *job, char code[48], char msg[256])
 {
     char host[256];
@@ -95,6 +102,10 @@ dy_outcome_t dy_coord_send_run(const dy_coord_send_job_t *job, char code[48], ch
         return s_result(DY_OUTCOME_TEMPFAIL, code, msg, "output_unreadable",
                         "recorded output %s: %s", job->body_path, strerror(-rc));
 
+    /* One deadline for the whole send (§2: the call's deadline): each call gets what is
+     * left of timeout_ms, so the worker answers DEADLINE_EXCEEDED itself before the
+     * coordinator's kill backstop. */
+    double end = dy_now() + job->timeout_ms / 1000.0;
     dy_rpc_client_conf_t cc = {.ctx = job->ctx,
                                .host = host,
                                .port = port,
@@ -125,7 +136,7 @@ dy_outcome_t dy_coord_send_run(const dy_coord_send_job_t *job, char code[48], ch
     dy_rpc_status_t st;
     rc = dy_rpc_unary(cl, DY_COORD_M_GET_STAGE, &gq.base,
                       &wfa__measurement__system__v1alpha__computation_stage__descriptor, &resp,
-                      job->timeout_ms, &st);
+                      s_left_ms(end), &st);
     int peer_stage = -1;
     if (rc == 0 && resp) {
         peer_stage =
@@ -164,7 +175,7 @@ dy_outcome_t dy_coord_send_run(const dy_coord_send_job_t *job, char code[48], ch
     dy_rpc_body_t body = {.data = NULL, .len = 0, .fd = fd, .chunk_size = 0};
     rc = dy_rpc_upload(cl, DY_COORD_M_ADVANCE, &hdr->base, &body,
                        &wfa__measurement__system__v1alpha__advance_computation_response__descriptor,
-                       &resp, job->timeout_ms, &st);
+                       &resp, s_left_ms(end), &st);
     close(fd);
     wfa__measurement__system__v1alpha__advance_computation_request__free_unpacked(hdr, NULL);
     if (resp)
@@ -274,9 +285,9 @@ int dy_coord_send_worker_main(void)
         goto out;
     }
     s_term_arg_t ta = {.data_dir = cfg->data_dir, .computation = job->computation_id};
-    /* the coordinator always sets the deadline; 10 min (the default) if not */
-    int64_t left = job->deadline_unix_ms ? (int64_t)job->deadline_unix_ms - time(NULL) * 1000LL
-                                         : 600000;
+    /* the coordinator always sets the deadline (wall-clock ms); 10 min (the default) if
+     * not */
+    int64_t left = job->deadline_unix_ms ? (int64_t)job->deadline_unix_ms - dy_wall_ms() : 600000;
     dy_coord_send_job_t sj = {.ctx = ctx,
                               .computation = job->computation_id,
                               .peer_id = job->peer_id,
