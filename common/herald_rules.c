@@ -104,10 +104,15 @@ int dy_herald_token_key(const char *token, int64_t *ret_time_us, uint64_t *ret_i
         return -EINVAL;
     int64_t s = t->last_seen_update_time ? t->last_seen_update_time->seconds : 0;
     int32_t ns = t->last_seen_update_time ? t->last_seen_update_time->nanos : 0;
-    *ret_time_us = s * 1000000 + ns / 1000;
-    *ret_id = t->last_seen_external_computation_id;
+    uint64_t id = t->last_seen_external_computation_id;
     wfa__measurement__system__v1alpha__stream_active_computations_continuation_token__free_unpacked(
         t, NULL);
+    /* A Timestamp's range (years 1 to 9999): anything else is not one, and s * 10^6 would
+     * overflow. */
+    if (s < INT64_C(-62135596800) || s > INT64_C(253402300799) || ns < 0 || ns > 999999999)
+        return -EINVAL;
+    *ret_time_us = s * 1000000 + ns / 1000;
+    *ret_id = id;
     return 0;
 }
 

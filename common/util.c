@@ -59,6 +59,10 @@ uint8_t *dy_buf_extend(dy_buf_t *buf, size_t n)
 {
     if (n > SIZE_MAX - buf->len || dy_buf_reserve(buf, buf->len + n) < 0)
         return NULL;
+    /* n == 0 on a buffer without storage: NULL would read as out of memory (and NULL + 0
+     * is undefined), so give it storage. */
+    if (buf->data == NULL && dy_buf_reserve(buf, 1) < 0)
+        return NULL;
     uint8_t *p = buf->data + buf->len;
     buf->len += n;
     return p;

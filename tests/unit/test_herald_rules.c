@@ -156,6 +156,11 @@ static void test_token(void **state)
     assert_int_equal(dy_herald_token_key("", &t, &id), -EINVAL);
     assert_int_equal(dy_herald_token_key("ab+c", &t, &id), -EINVAL);
     assert_int_equal(dy_herald_token_key("a", &t, &id), -EINVAL);
+    /* Not a Timestamp (years 1-9999): refused, not an overflowing s * 10^6. */
+    s_token(INT64_MAX / 2, 0, 1, tok);
+    assert_int_equal(dy_herald_token_key(tok, &t, &id), -EINVAL);
+    s_token(1700000000, 1000000000, 1, tok);
+    assert_int_equal(dy_herald_token_key(tok, &t, &id), -EINVAL);
     char id2[64];
     assert_int_equal(dy_herald_computation_id("computations/AAAAAAAAAAE", id2, sizeof(id2)), 0);
     assert_string_equal(id2, "AAAAAAAAAAE");

@@ -48,6 +48,12 @@ static void test_buf(void **state)
     assert_int_equal(b.len, 0);
     dy_buf_free(&b);
     dy_buf_free(NULL);
+    /* Nothing appended to an empty buffer is not "out of memory" (found by fuzz_llv2: an
+     * NA without requisitions sent an empty part). */
+    assert_int_equal(dy_buf_append(&b, NULL, 0), 0);
+    assert_non_null(dy_buf_extend(&b, 0));
+    assert_int_equal(b.len, 0);
+    dy_buf_free(&b);
 }
 
 static void test_hex(void **state)
