@@ -1,14 +1,22 @@
 #!/usr/bin/env python3
-"""make_corpus.py - writes the seed corpus of fuzz_wire.c into corpus/wire/.
+"""make_corpus.py - writes the seed corpora of tests/fuzz/: fuzz_wire.c's into corpus/wire/,
+and with --seeds those of the engine targets (peer, llv2, hmss, edp, kingdom, crypto, admin).
 
 Frames are encoded here by hand (protobuf varints and length-delimited fields), independently
 of protobuf-c, from proto/wire.proto and proto/control.proto.  Each corpus file is
 fuzz_wire.c's input: byte 0 = feed slice (0 = all at once), byte 1 = max_frame selector
-(even = default, odd = 256), then the connection's bytes.  Run from anywhere; rewrites the
-files it owns (seed-*), leaves others (crashers, minimised inputs) alone.
+(even = default, odd = 256), then the connection's bytes.
+
+The engine targets' seeds need real keys, signatures, ciphertexts and stage outputs, so a C
+program makes them with the fixture's keys (fuzz_seeds.c, built in every build dir):
+    tests/fuzz/make_corpus.py --seeds build-fz/tests/fuzz/fuzz_seeds
+Run from anywhere; rewrites the files it owns (seed-*), leaves others (crashers, minimised
+inputs) alone.
 """
+import argparse
 import hashlib
 import os
+import subprocess
 import struct
 
 
@@ -85,7 +93,13 @@ def upload(body, chunk, trailer_len=None):
 
 
 def main():
+    ap = argparse.ArgumentParser(description="write the seed corpora of tests/fuzz/")
+    ap.add_argument("--seeds", metavar="FUZZ_SEEDS",
+                    help="the built fuzz_seeds program: also write the engine targets' seeds")
+    args = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
+    if args.seeds:
+        subprocess.run([args.seeds, os.path.join(here, "corpus")], check=True)
     out = os.path.join(here, "corpus", "wire")
     os.makedirs(out, exist_ok=True)
     body = bytes((i * 37 + 11) & 0xFF for i in range(3000))
