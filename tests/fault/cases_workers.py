@@ -95,7 +95,9 @@ def claimer_lease_takeover(c):
 def mill_deadline(c):
     c.up(sets=["aggregator:duchy.mill_deadline=6s"])
     cid = c.create("llv2")
-    w = c.wait_worker("aggregator", cid, timeout=90)
+    # a stage long enough to be caught running (the short ones end within milliseconds)
+    w = c.wait_worker("aggregator", cid, timeout=90,
+                      stages=("EXECUTION_PHASE_ONE", "EXECUTION_PHASE_TWO"))
     pid = w["pid"]
     snum = stage_number(1, w["stage"])
     c.fault_begin(f"SIGSTOP mill {pid} ({w['stage']} attempt {w['attempt']}), deadline 6 s")
