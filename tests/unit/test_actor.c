@@ -123,6 +123,10 @@ typedef struct {
     int out_r;   /* child's stdout */
 } s_child_t;
 
+/* This binary's path, read once: under valgrind, exec("/proc/self/exe") would start the
+ * valgrind tool itself, while readlink reports the program being checked. */
+static char s_self[4096];
+
 /* Starts the toy with args (NULL-terminated); its fd 3 is the readiness pipe when ready. */
 static s_child_t s_spawn(const char *const *args, bool ready)
 {
@@ -150,7 +154,7 @@ static s_child_t s_spawn(const char *const *args, bool ready)
         setenv("DY_ACTOR_TEST_TOY", "1", 1);
         for (int fd = 4; fd < 64; fd++)
             close(fd);
-        execv("/proc/self/exe", argv);
+        execv(s_self, argv);
         _exit(127);
     }
     close(op[1]);
@@ -571,6 +575,10 @@ int main(int argc, char **argv)
 {
     if (getenv("DY_ACTOR_TEST_TOY") != NULL)
         return toy_main(argc, argv);
+    ssize_t n = readlink("/proc/self/exe", s_self, sizeof(s_self) - 1);
+    if (n <= 0)
+        return 1;
+    s_self[n] = '\0';
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flags),       cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_runtime_dir), cmocka_unit_test(test_messages),

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "crypto/prng.h"
+#include "test_scale.h"
 
 __extension__ typedef unsigned __int128 u128_t;
 
@@ -452,7 +453,8 @@ static void test_shuffle_vs_model(void **state)
 static void test_throughput(void **state)
 {
     (void)state;
-    enum { NU = 10000000, NS = 1000000 };
+    /* 10^7 values and a 10^6 shuffle; 10^6 and 10^5 under valgrind. */
+    const size_t NU = scale_pick(10000000, 1000000), NS = scale_pick(1000000, 100000);
     uint32_t *v = malloc(NU * sizeof(*v));
     assert_non_null(v);
     memset(v, 0, NU * sizeof(*v)); /* fault the pages in before timing */
@@ -466,20 +468,20 @@ static void test_throughput(void **state)
         sum += v[i];
     /* Mean 63 within a generous margin; also keeps the work observable. */
     assert_true(sum > (uint64_t)NU * 62 && sum < (uint64_t)NU * 64);
-    fprintf(stderr, "# uniform(1e7, 127): %.3f s, %.2f ns/value\n", t1 - t0,
-            (t1 - t0) * 1e9 / NU);
+    fprintf(stderr, "# uniform(%zu, 127): %.3f s, %.2f ns/value\n", NU, t1 - t0,
+            (t1 - t0) * 1e9 / (double)NU);
 
     t0 = dy_now();
     assert_int_equal(dy_prng_uniform(g, v, NU, (uint64_t)1 << 32), 0);
     t1 = dy_now();
-    fprintf(stderr, "# uniform(1e7, 2^32): %.3f s, %.2f ns/value\n", t1 - t0,
-            (t1 - t0) * 1e9 / NU);
+    fprintf(stderr, "# uniform(%zu, 2^32): %.3f s, %.2f ns/value\n", NU, t1 - t0,
+            (t1 - t0) * 1e9 / (double)NU);
 
     t0 = dy_now();
     assert_int_equal(dy_prng_nonzero(g, v, NU, 127), 0);
     t1 = dy_now();
-    fprintf(stderr, "# nonzero(1e7, 127): %.3f s, %.2f ns/value\n", t1 - t0,
-            (t1 - t0) * 1e9 / NU);
+    fprintf(stderr, "# nonzero(%zu, 127): %.3f s, %.2f ns/value\n", NU, t1 - t0,
+            (t1 - t0) * 1e9 / (double)NU);
 
     uint8_t seed[DY_PRNG_SEED_LEN];
     s_seed_seq(seed, 0x77);
@@ -494,7 +496,8 @@ static void test_throughput(void **state)
         moved += v[i] != i;
     }
     assert_true(psum == (uint64_t)NS * (NS - 1) / 2 && moved > NS / 2);
-    fprintf(stderr, "# shuffle(1e6): %.3f s, %.2f ns/value\n", t1 - t0, (t1 - t0) * 1e9 / NS);
+    fprintf(stderr, "# shuffle(%zu): %.3f s, %.2f ns/value\n", NS, t1 - t0,
+            (t1 - t0) * 1e9 / (double)NS);
 
     dy_prng_destroy(&g);
     free(v);
