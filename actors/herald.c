@@ -534,8 +534,10 @@ static const char *s_stage_of(s_herald_t *h, const char *id)
  * not of the item. */
 static bool s_local_transient(int rc)
 {
-    return rc == -ENOSPC || rc == -EDQUOT || rc == -EIO || rc == -EBUSY || rc == -ENOMEM ||
-           rc == -EMFILE || rc == -ENFILE || rc == -EINTR;
+    /* Not -EDQUOT: that is the store's DY_STORE_E_EXHAUSTED (attempts used up); a disk
+     * quota reaches the herald as SQLITE_FULL, i.e. -ENOSPC. */
+    return rc == -ENOSPC || rc == -EIO || rc == -EBUSY || rc == -ENOMEM || rc == -EMFILE ||
+           rc == -ENFILE || rc == -EINTR;
 }
 
 /* Processes h->pending.  true when done with it (acknowledge), false to retry later. */
@@ -597,19 +599,17 @@ static bool s_process(s_herald_t *h)
         bool changed = false;
         dy_computation_t row;
         memset(&row, 0, sizeof(row));
+        bool here = dy_store_get(h->store, id, &row) == 0;
         /* The durable local record of why, also for a computation refused before it had a
          * row here (e.g. a protocol config this duchy does not support). */
-        dy_audit_event_t ev = {.actor = "herald", .computation = id, .stage = -1,
+        dy_audit_event_t ev = {.actor = "herald", .computation = id,
+                               .stage = here ? row.stage : -1,
                                .event = "computation_failed", .detail = why};
-        if (dy_store_get(h->store, id, &row) == 0)
-            ev.stage = row.stage;
-        dy_computation_clear(&row);
-        memset(&row, 0, sizeof(row));
         int arc = dy_audit_append(h->store, &ev, NULL);
         if (arc < 0)
             log_warnx_c(&ctx, "%scannot record the failure in the audit log: %s", pfx,
                         strerror(-arc));
-        if (dy_store_get(h->store, id, &row) == 0) {
+        if (here) {
             int erc = dy_store_end(h->store, id, NULL, dy_stage_complete(row.protocol),
                                    DY_END_FAILED, why, &changed);
             if (erc < 0)
