@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "actor.h"
@@ -95,13 +94,6 @@ struct s_claimer {
     uint64_t seq;
 };
 
-static int64_t s_now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static size_t s_running(const s_claimer_t *c)
 {
     size_t n = 0;
@@ -136,7 +128,7 @@ static int s_send_fx(s_claimer_t *c, s_work_t *w, int peer, int kind, bool fire_
     fx.attempt = w->lease.attempt;
     fx.error_code = w->code;
     fx.error_message = w->message;
-    fx.deadline_unix_ms = (uint64_t)(s_now_ms() + S_FX_MS);
+    fx.deadline_unix_ms = (uint64_t)(dy_wall_ms() + S_FX_MS);
     int K = w->has_det ? w->det.max_frequency : 0;
     int n = dy_claim_output_slots(w->lease.protocol, w->lease.role, w->lease.stage, K, slots);
     for (int i = 0; i < n; i++) {
@@ -156,7 +148,7 @@ static int s_send_fx(s_claimer_t *c, s_work_t *w, int peer, int kind, bool fire_
     int rc = dy_actor_send_msg(c->peer[peer], NULL, &m);
     if (rc == 0 && !fire_and_forget) {
         snprintf(w->request_id, sizeof(w->request_id), "%s", rid);
-        w->fx_deadline_ms = s_now_ms() + S_FX_MS;
+        w->fx_deadline_ms = dy_wall_ms() + S_FX_MS;
     }
     return rc;
 }
@@ -392,7 +384,7 @@ static void s_start(s_claimer_t *c, s_work_t *w)
     snprintf(w->job_id, sizeof(w->job_id), "%s/%d/%lld", w->lease.computation, w->lease.stage,
              (long long)w->lease.attempt);
     dy_buf_t job = {0};
-    int64_t deadline = s_now_ms() + cfg->mill_deadline_ms;
+    int64_t deadline = dy_wall_ms() + cfg->mill_deadline_ms;
     rc = dy_claim_build_job(c->store, &w->det, &env, &w->lease, w->job_id, (uint64_t)deadline,
                             &job, why, sizeof(why));
     if (rc < 0) {
@@ -413,7 +405,7 @@ static void s_start(s_claimer_t *c, s_work_t *w)
         s_fail_temp(c, w, "spawn_failed", strerror(errno));
         return;
     }
-    w->started_ms = s_now_ms();
+    w->started_ms = dy_wall_ms();
     zmq_pollitem_t item = {.fd = dy_spawn_result_fd(w->mill), .events = ZMQ_POLLIN};
     if (zloop_poller(dy_actor_loop(c->actor), &item, s_on_mill, c) < 0) {
         s_fail_temp(c, w, "spawn_failed", "cannot poll the mill");
@@ -538,7 +530,7 @@ static int s_on_event(zloop_t *loop, zsock_t *sock, void *arg)
 static void s_housekeeping(dy_actor_t *a, void *arg)
 {
     s_claimer_t *c = arg;
-    int64_t now = s_now_ms();
+    int64_t now = dy_wall_ms();
     if (now - c->last_renew_ms >= c->cfg->lease_ms / 3) {
         c->last_renew_ms = now;
         for (size_t i = 0; i < S_MAX_WORK; i++) {

@@ -106,11 +106,6 @@ struct s_coord {
     int64_t start_ms;
 };
 
-static int64_t s_now_ms(void)
-{
-    return (int64_t)(dy_now() * 1000.0);
-}
-
 /* ---- replies --------------------------------------------------------------------------- */
 
 static void s_send(s_coord_t *co, zsock_t *sock, zframe_t *identity,
@@ -200,7 +195,7 @@ static void s_kingdom_fulfill(s_coord_t *co, zframe_t *gw, const char *call_id,
     p->gateway = zframe_dup(gw);
     snprintf(p->call_id, sizeof(p->call_id), "%s", call_id);
     p->k = *k;
-    p->deadline_ms = s_now_ms() + co->cfg->kingdom_call_timeout_ms + 5000;
+    p->deadline_ms = dy_now_ms() + co->cfg->kingdom_call_timeout_ms + 5000;
     Halo__Internal__V1__KingdomFulfill kf = HALO__INTERNAL__V1__KINGDOM_FULFILL__INIT;
     kf.requisition = p->k.name;
     kf.nonce = p->k.nonce;
@@ -594,7 +589,7 @@ static char *s_self_status(s_coord_t *co)
     snprintf(buf, sizeof(buf),
              "{\"pid\":%ld,\"uptime_seconds\":%.3f,\"state\":\"%s\",\"counters\":"
              "{\"pending_kingdom\":%zu,\"sends_running\":%zu}}",
-             (long)getpid(), (double)(s_now_ms() - co->start_ms) / 1000.0,
+             (long)getpid(), (double)(dy_now_ms() - co->start_ms) / 1000.0,
              dy_actor_draining(co->actor) ? "draining" : "ready", zlistx_size(co->pending),
              zlistx_size(co->effects));
     return strdup(buf);
@@ -718,7 +713,7 @@ static int s_admin_ready(zloop_t *loop, zsock_t *sock, void *arg)
 static void s_housekeeping(dy_actor_t *a, void *arg)
 {
     s_coord_t *co = arg;
-    int64_t now = s_now_ms();
+    int64_t now = dy_now_ms();
     s_pending_t *p = zlistx_first(co->pending);
     while (p) {
         s_pending_t *next = zlistx_next(co->pending);
@@ -784,7 +779,7 @@ int main(int argc, char **argv)
         .admin = NULL, .housekeeping = s_housekeeping, .drain = s_drain, .arg = co};
     co->actor = dy_actor_new("coordinator", argc, argv, &ops);
     co->cfg = dy_actor_config(co->actor);
-    co->start_ms = s_now_ms();
+    co->start_ms = dy_now_ms();
     s_find_config(argc, argv, co->config_path, sizeof(co->config_path));
     ssize_t k = readlink("/proc/self/exe", co->exe, sizeof(co->exe) - 1);
     if (k <= 0)

@@ -84,11 +84,6 @@ struct s_gw {
     int64_t drain_start_ms; /* 0 = not draining */
 };
 
-static int64_t s_now_ms(void)
-{
-    return (int64_t)(dy_now() * 1000.0);
-}
-
 static void s_call_free(void **item)
 {
     s_call_t *c = *item;
@@ -290,7 +285,7 @@ static void s_on_close(dy_rpc_call_t *call, bool completed, void *arg)
     if (!c)
         return;
     c->call = NULL;
-    c->ended_ms = s_now_ms();
+    c->ended_ms = dy_now_ms();
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -421,7 +416,7 @@ static void s_status(dy_actor_t *a, void *arg)
 static void s_housekeeping(dy_actor_t *a, void *arg)
 {
     s_gw_t *gw = arg;
-    int64_t now = s_now_ms();
+    int64_t now = dy_now_ms();
     /* Replies the coordinator never sent (it restarted): forget the call. */
     for (s_call_t *c = zhashx_first(gw->calls); c; c = zhashx_next(gw->calls))
         if (!c->call && c->ended_ms && now - c->ended_ms > S_ORPHAN_MS) {
@@ -439,7 +434,7 @@ static void s_housekeeping(dy_actor_t *a, void *arg)
 static void s_drain(dy_actor_t *a, void *arg)
 {
     s_gw_t *gw = arg;
-    gw->drain_start_ms = s_now_ms();
+    gw->drain_start_ms = dy_now_ms();
     if (zhashx_size(gw->calls) == 0)
         dy_actor_drained(a);
 }

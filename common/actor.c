@@ -108,13 +108,6 @@ static void s_on_signal(int sig)
         s_sig_term = 1;
 }
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static char *s_xstrdup(const char *s)
 {
     char *d = strdup(s ? s : "");
@@ -227,7 +220,7 @@ dy_actor_t *dy_actor_new(const char *name, int argc, char **argv, const dy_actor
     snprintf(self->base, sizeof(self->base), "%s", name);
     self->instance = 1;
     self->ready_fd = -1;
-    self->start_ms = s_now_ms();
+    self->start_ms = dy_now_ms();
     snprintf(self->state, sizeof(self->state), "starting");
     if (ops)
         self->ops = *ops;
@@ -789,7 +782,7 @@ static void s_admin_status(dy_actor_t *self, bool want_json,
 {
     if (self->ops.status)
         self->ops.status(self, self->ops.arg);
-    double up = (double)(s_now_ms() - self->start_ms) / 1000.0;
+    double up = (double)(dy_now_ms() - self->start_ms) / 1000.0;
     if (want_json) {
         dy_buf_t b = {0};
         s_buf_str(&b, "{\"name\":");

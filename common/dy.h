@@ -91,6 +91,8 @@ int dy_ext_id_decode(const char *s, uint64_t *ret_id);
 
 /* Monotonic wall time and the calling process's CPU time, in seconds. */
 double dy_now(void);
+/* The same monotonic clock in whole milliseconds (timers, idle and call deadlines). */
+int64_t dy_now_ms(void);
 double dy_cpu_now(void);
 /* The real-time clock in milliseconds since the epoch (deadlines passed between
  * processes). */

@@ -71,13 +71,6 @@ struct dy_spawn {
     int64_t deadline_ms;  /* relative to start; 0 = none */
 };
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void s_close(int *fd)
 {
     if (*fd >= 0) {
@@ -287,7 +280,7 @@ dy_spawn_t *dy_spawn_start(const dy_spawn_conf_t *conf)
         goto fail;
 
     pid_t parent = getpid();
-    self->start_ms = s_now_ms();
+    self->start_ms = dy_now_ms();
     pid_t pid = fork();
     if (pid < 0) {
         rc = -errno;
@@ -426,7 +419,7 @@ void dy_spawn_kill(dy_spawn_t *self)
 
 bool dy_spawn_expired(const dy_spawn_t *self)
 {
-    return self->deadline_ms > 0 && s_now_ms() - self->start_ms >= self->deadline_ms;
+    return self->deadline_ms > 0 && dy_now_ms() - self->start_ms >= self->deadline_ms;
 }
 
 void dy_spawn_status(const dy_spawn_t *self, dy_spawn_status_t *out)
@@ -465,7 +458,7 @@ int dy_spawn_wait(dy_spawn_t *self)
         }
         int timeout = 100;
         if (self->deadline_ms > 0) {
-            int64_t left = self->start_ms + self->deadline_ms - s_now_ms();
+            int64_t left = self->start_ms + self->deadline_ms - dy_now_ms();
             if (left < timeout)
                 timeout = left > 0 ? (int)left : 0;
         }

@@ -590,17 +590,10 @@ int dy_tls_describe_error(SSL *ssl, int ret, char *errbuf, size_t errcap)
 
 /* ---- blocking helpers ---- */
 
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds left until deadline (0 when passed), clamped to int. */
 static int s_left_ms(int64_t deadline)
 {
-    int64_t left = deadline - s_now_ms();
+    int64_t left = deadline - dy_now_ms();
     return left <= 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : (int)left;
 }
 
@@ -653,7 +646,7 @@ int dy_tls_handshake(SSL *ssl, int timeout_ms, char *errbuf, size_t errcap)
         s_err(errbuf, errcap, "no socket");
         return -EINVAL;
     }
-    int64_t deadline = s_now_ms() + (timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS);
+    int64_t deadline = dy_now_ms() + (timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS);
     int rc = s_set_nonblock(fd, true);
     if (rc < 0) {
         s_err(errbuf, errcap, "fcntl: %s", strerror(-rc));
@@ -783,7 +776,7 @@ SSL *dy_tls_connect(SSL_CTX *ctx, const char *host, uint16_t port, int timeout_m
         s_err(errbuf, errcap, "no context or host");
         return NULL;
     }
-    int64_t deadline = s_now_ms() + (timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS);
+    int64_t deadline = dy_now_ms() + (timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS);
     int fd = s_tcp_connect(host, port, deadline, errbuf, errcap);
     if (fd < 0)
         return NULL;
@@ -796,7 +789,7 @@ SSL *dy_tls_accept(SSL_CTX *ctx, int listen_fd, int timeout_ms, char *errbuf, si
         s_err(errbuf, errcap, "no context or listening socket");
         return NULL;
     }
-    int64_t deadline = s_now_ms() + (timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS);
+    int64_t deadline = dy_now_ms() + (timeout_ms > 0 ? timeout_ms : S_DEFAULT_TIMEOUT_MS);
     int fd = -1;
     while (fd < 0) {
         struct pollfd pfd = {.fd = listen_fd, .events = POLLIN};

@@ -119,7 +119,7 @@ static void h_init(void)
     snprintf(h_actor->state, sizeof(h_actor->state), "ready");
     h_actor->instance = 1;
     h_actor->ready_fd = -1;
-    h_actor->start_ms = s_now_ms();
+    h_actor->start_ms = dy_now_ms();
     h_actor->config_path = s_xstrdup("fuzz.yaml");
     h_actor->ops.admin = h_admin_hook;
     h_actor->ops.status = h_status_hook;
