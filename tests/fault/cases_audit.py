@@ -5,10 +5,9 @@ stopped, the append-only triggers dropped and restored around an UPDATE), and
 one; with the row restored the chain verifies again.  Registered with faultlib.case, run by
 tools/fault-matrix."""
 
-import signal
 import sqlite3
 
-from faultlib import case, CaseFailed, alive
+from faultlib import case, CaseFailed
 
 
 def tamper(db, seq, detail):
@@ -26,12 +25,6 @@ def tamper(db, seq, detail):
         con.close()
 
 
-def stop_duchy(c, duchy):
-    sup = c.supervisor_pid(duchy)
-    c.kill(sup, signal.SIGTERM)
-    c.wait_until(lambda: not alive(sup), 40, f"{duchy} to stop")
-
-
 @case("audit-tamper", limit=200, budget=60,
       doc="an audit row altered behind the duchy's back: duchyctl audit verify names it as "
           "the first broken row")
@@ -46,7 +39,7 @@ def audit_tamper(c):
     if len(rows) < 3:
         raise CaseFailed(f"only {len(rows)} audit rows")
     seq = rows[len(rows) // 2][0]
-    stop_duchy(c, "aggregator")
+    c.stop_duchy("aggregator")
     c.fault_begin(f"audit row {seq} of the aggregator altered")
     old = tamper(db, seq, "tampered")
     c.restart("aggregator")
@@ -55,7 +48,7 @@ def audit_tamper(c):
         c.violation(f"audit verify after tampering with row {seq}: {v}")
     else:
         c.notes.append(f"verify named row {seq} of {v.get('rows')}")
-    stop_duchy(c, "aggregator")
+    c.stop_duchy("aggregator")
     tamper(db, seq, old)
     c.restart("aggregator")
     c.fault_end()

@@ -8,7 +8,7 @@ space returns.  Registered with faultlib.case, run by tools/fault-matrix."""
 import os
 import time
 
-from faultlib import case, CaseFailed
+from faultlib import case, CaseFailed, reached
 
 
 def fill(path):
@@ -46,7 +46,7 @@ def disk_full(c):
         c.wait_worker("aggregator", cid, timeout=60, stages=("SETUP_PHASE",
                                                             "EXECUTION_PHASE_ONE"))
     except CaseFailed:
-        c.wait_stage("aggregator", cid, lambda s: s is not None and s >= 7, timeout=60,
+        c.wait_stage("aggregator", cid, reached(7), timeout=60,
                      what="WAIT_EXECUTION_PHASE_ONE_INPUTS")
     data = os.path.join(c.ddir("aggregator"), "data")
     ballast = os.path.join(data, "ballast")

@@ -17,7 +17,7 @@ import os
 import subprocess
 import time
 
-from faultlib import case, CaseFailed
+from faultlib import case, CaseFailed, reached
 
 FAILED_PRECONDITION, DATA_LOSS, RESOURCE_EXHAUSTED, PERMISSION_DENIED = 9, 15, 8, 7
 
@@ -49,7 +49,7 @@ def hold_worker1_setup(c, cid):
     setup input is not sent, until the aggregator recorded worker2's; returns the held
     claimer's pid."""
     claimer = c.actor_pid("worker1", "duchy-claimer-1")
-    c.wait_stage("worker1", cid, lambda s: s is not None and s >= 6, timeout=90,
+    c.wait_stage("worker1", cid, reached(6), timeout=90,
                  what="SETUP_PHASE", poll=0.002)
     c.stop(claimer)
     if c.stage_of("worker1", cid) != 6:
@@ -238,11 +238,11 @@ def flood(c):
                        f"RESOURCE_EXHAUSTED, {f.get('ok')} answered")
         if not f.get("calls") or f.get("resource_exhausted", 0) < 0.8 * f["calls"]:
             c.violation(f"the flood was not refused RESOURCE_EXHAUSTED: {f}")
-    ref = base[-1][0]
+    ref = max(b[0] for b in base)  # the worse baseline (back-to-back runs vary)
     c.notes.append(f"aggregator stage seconds: baseline {[round(b[0], 2) for b in base]}, "
                    f"flooded {flooded[0]:.2f}; measurement seconds {[b[1] for b in base]} "
                    f"-> {flooded[1]}")
     # within 10% of the baseline (0.3 s of slack for a run of a few seconds on 2 cores)
-    if flooded[0] > 1.10 * max(b[0] for b in base) + 0.3:
+    if flooded[0] > 1.10 * ref + 0.3:
         c.violation(f"stage times under the flood {flooded[0]:.2f} s > 110% of the baseline "
                     f"{ref:.2f} s")

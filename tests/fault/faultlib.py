@@ -66,6 +66,11 @@ def stage_number(protocol, name):
     return STAGES[protocol].index(name)
 
 
+def reached(stage):
+    """A wait_stage predicate: the computation exists here and is at STAGE or later."""
+    return lambda s: s is not None and s >= stage
+
+
 class CaseFailed(Exception):
     """Raised by a case step that cannot go on (the message becomes a violation)."""
 
@@ -114,7 +119,6 @@ class Case:
         self.held = set()      # pids stopped with SIGSTOP (continued at teardown)
         self.sids = set()      # session leaders started by tools/federation
         self.extra_procs = []  # Popen objects of helpers (proxy, flooders)
-        self.allow_failed_attempts = True
 
     # ---- output -----------------------------------------------------------------------
 
@@ -279,23 +283,12 @@ class Case:
         self.held.discard(pid)
         self.kill(pid, signal.SIGCONT)
 
-    def mills(self, duchy=None):
-        """{pid: (ppid, cmdline)} of the duchy-mill processes of this federation (of DUCHY's
-        claimers only, if given)."""
-        out = {}
-        claimers = None
-        if duchy:
-            claimers = {a["pid"] for a in self.supervisor(duchy).get("actors", [])
-                        if a.get("name", "").startswith("duchy-claimer")}
-        for pid, ppid, cmd in processes():
-            if "duchy-mill" not in cmd.split(" ")[0]:
-                continue
-            if claimers is not None and ppid not in claimers:
-                continue
-            if claimers is None and ppid not in self.all_actor_pids():
-                continue
-            out[pid] = (ppid, cmd)
-        return out
+    def mills(self):
+        """{pid: (ppid, cmdline)} of the duchy-mill processes of this federation (children
+        of its actors)."""
+        actors = self.all_actor_pids()
+        return {pid: (ppid, cmd) for pid, ppid, cmd in processes()
+                if "duchy-mill" in cmd.split(" ")[0] and ppid in actors}
 
     def all_actor_pids(self):
         s = set()
@@ -384,21 +377,6 @@ class Case:
         raise CaseFailed(f"{duchy}: {cid} never reached the {what} within {timeout} s "
                          f"(stage {self.stage_of(duchy, cid)})")
 
-    def wait_mill(self, duchy, cid=None, timeout=60, min_age=0.0):
-        """Until a duchy-mill of DUCHY runs (for CID, if its command line shows it), at least
-        min_age seconds old; returns its pid."""
-        t = now() + timeout
-        seen = {}
-        while now() < t:
-            for pid, (ppid, cmd) in self.mills(duchy).items():
-                if cid and cid not in cmd and not self._worker_for(duchy, pid, cid):
-                    continue
-                seen.setdefault(pid, now())
-                if now() - seen[pid] >= min_age:
-                    return pid
-            time.sleep(0.02)
-        raise CaseFailed(f"{duchy}: no mill ran within {timeout} s")
-
     def wait_worker(self, duchy, cid, timeout=60, min_age=0.0, stages=None):
         """Until duchyctl workers at DUCHY lists a mill for CID (in one of STAGES, names, if
         given) that is alive and at least min_age seconds old; returns its entry
@@ -425,14 +403,28 @@ class Case:
             time.sleep(0.02)
         raise CaseFailed(f"{duchy}: no mill for {cid} ran within {timeout} s")
 
-    def _worker_for(self, duchy, pid, cid):
-        try:
-            ws = self.ctl(duchy, "workers", timeout=5, check=False) or []
-        except (CaseFailed, ValueError):
-            return False
-        if isinstance(ws, dict):
-            ws = ws.get("workers", [])
-        return any(w.get("pid") == pid and w.get("computation") == cid for w in ws)
+    def check_retried(self, duchy, cid, stage, attempt, reasons, error_has=None):
+        """The fault's attempt ATTEMPT of STAGE (number) at DUCHY ended with one of REASONS
+        (and its error text contains error_has, if given), and, if the measurement
+        SUCCEEDED, a later attempt of the stage SUCCEEDED.  Records violations; returns
+        (that attempt's row or None, the later rows)."""
+        rows = [x for x in self.attempts(duchy, cid) if x[0] == stage]
+        first = next((x for x in rows if x[1] == attempt), None)
+        later = [x for x in rows if x[1] > attempt]
+        if not first or first[3] not in reasons or (error_has and error_has not in (first[4] or "")):
+            self.violation(f"{duchy}: the fault's attempt {attempt} of stage {stage} did not end "
+                           f"{'/'.join(reasons)}{' with ' + error_has if error_has else ''}: {first}")
+        if (self.meas(cid).get("result") or {}).get("state") == "SUCCEEDED" and \
+                not any(x[3] == "SUCCEEDED" for x in later):
+            self.violation(f"{duchy}: stage {stage} was not retried to success: {rows}")
+        return first, later
+
+    def stop_duchy(self, duchy, timeout=40):
+        """SIGTERM to DUCHY's supervisor (a drain) and wait until it exited; returns its pid."""
+        sup = self.supervisor_pid(duchy)
+        self.kill(sup, signal.SIGTERM)
+        self.wait_until(lambda: not alive(sup), timeout, f"{duchy} to drain and exit")
+        return sup
 
     def fault_begin(self, what=""):
         self.fault_t0 = now()
@@ -514,7 +506,6 @@ class Case:
 
     def check_result(self, m, r):
         state = r.get("state")
-        llv2 = m["protocol"].startswith("llv2")
         if m["expect"] in ("succeed", "either") and state == "SUCCEEDED":
             errs = golden_errors(m["protocol"], r)
             for e in errs:
@@ -525,7 +516,6 @@ class Case:
             return
         self.violation(f"I1: {m['cid']} ({m['protocol']}) ended {state}, expected {m['expect']}"
                        + (f" ({r.get('error')})" if r.get("error") else ""))
-        del llv2
 
     def check_failed_recorded(self, cid):
         """I1 for a FAILED computation: a permanent reason recorded locally (a FAILED row
@@ -781,17 +771,6 @@ def session_of(pid):
             return int(f.read().rsplit(")", 1)[1].split()[3])
     except (OSError, IndexError, ValueError):
         return None
-
-
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def run_case(name, seed, keep=None, verbose=False):
