@@ -85,6 +85,11 @@ typedef struct {
 
 static void s_hand(s_reader_t *r, s_item_t *it)
 {
+    /* Decided before the write: once written, the item belongs to the loop, which frees a
+     * status at once, so it must not be read here again (reading it->bytes after the
+     * write was a use-after-free that could leave this thread waiting for an
+     * acknowledgement that never comes, and the duchy deaf to the Kingdom). */
+    bool needs_ack = it->bytes != NULL; /* statuses need no acknowledgement */
     pthread_mutex_lock(&r->mu);
     r->acked = false;
     pthread_mutex_unlock(&r->mu);
@@ -97,8 +102,8 @@ static void s_hand(s_reader_t *r, s_item_t *it)
         free(it);
         return;
     }
-    if (it->bytes == NULL)
-        return; /* statuses need no acknowledgement */
+    if (!needs_ack)
+        return;
     pthread_mutex_lock(&r->mu);
     while (!r->acked)
         pthread_cond_wait(&r->cv, &r->mu);
