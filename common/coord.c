@@ -294,6 +294,25 @@ void dy_coord_advance_commit(const dy_coord_ctx_t *c, const char *peer, const ui
         dy_coord_reply_error(r, DY_WIRE_STATUS_DATA_LOSS, 0, "spooled body missing or truncated");
         goto out;
     }
+    const char *slots[2];
+    dy_receive_rule_t sr;
+    s_store_rule(&h, &rule, slots, &sr);
+    dy_receive_result_t res;
+    /* The header rule again before adopting anything: nothing is kept for a
+     * computation that is not ready or has ended.  Hashing and linking the
+     * file happen outside the write transaction (they may take a while on
+     * a large body); the rule is applied once more inside it, and a file
+     * adopted for a computation that ended in between is only an orphan
+     * under that computation's blob directory.  It also comes before the
+     * body check: the §6.1 table's rows are decided by the local stage, so a
+     * malformed body for a computation not ready is STAGE_NOT_READY, for an
+     * ended one COMPUTATION_ENDED, and past the awaited stage INPUT_CONFLICT
+     * (it cannot be the valid input recorded there); only in the awaited
+     * stage is it INVALID_ARGUMENT. */
+    if ((rc = dy_store_receive(c->store, &sr, NULL, &res)) < 0) {
+        s_store_error(r, rc, "computation");
+        goto out;
+    }
     char why[160] = "";
     if (h.protocol == S_PROTO_HMSS) {
         rc = s_read_file(spool, size, &body);
@@ -307,23 +326,14 @@ void dy_coord_advance_commit(const dy_coord_ctx_t *c, const char *peer, const ui
         /* Block checks need only the length. */
         rc = dy_coord_check_body(h.protocol, h.description, NULL, (size_t)size, why, sizeof(why));
     }
-    if (rc < 0) {
-        dy_coord_reply_error(r, DY_WIRE_STATUS_INVALID_ARGUMENT, 0, "body: %s", why);
+    if (rc < 0 && res == DY_RECV_PAST) {
+        dy_coord_reply_error(r, DY_WIRE_STATUS_FAILED_PRECONDITION, DY_WIRE_REASON_INPUT_CONFLICT,
+                             "past the awaited stage, and the body differs from the input "
+                             "recorded there (%s)", why);
         goto out;
     }
-
-    const char *slots[2];
-    dy_receive_rule_t sr;
-    s_store_rule(&h, &rule, slots, &sr);
-    dy_receive_result_t res;
-    /* The header rule again before adopting anything: nothing is kept for a
-     * computation that is not ready or has ended.  Hashing and linking the
-     * file happen outside the write transaction (they may take a while on
-     * a large body); the rule is applied once more inside it, and a file
-     * adopted for a computation that ended in between is only an orphan
-     * under that computation's blob directory. */
-    if ((rc = dy_store_receive(c->store, &sr, NULL, &res)) < 0) {
-        s_store_error(r, rc, "computation");
+    if (rc < 0) {
+        dy_coord_reply_error(r, DY_WIRE_STATUS_INVALID_ARGUMENT, 0, "body: %s", why);
         goto out;
     }
     dy_blob_key_t key = {

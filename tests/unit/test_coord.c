@@ -360,6 +360,12 @@ static void test_advance_setup_inputs(void **state)
     s_expect(&r, 0, 0);
     dy_coord_advance_header(&f->ctx, "duchies/worker2", b.data, b.len, &r);
     s_expect(&r, 0, 0);
+    /* Past it, a malformed body cannot be the input recorded there: INPUT_CONFLICT (§6.1
+     * decides by the local stage first), nothing stored, spool removed. */
+    p = s_spool(f, 100, 4, sha);
+    dy_coord_advance_commit(&f->ctx, "duchies/worker2", b.data, b.len, p, 100, sha, &r);
+    s_expect(&r, DY_WIRE_STATUS_FAILED_PRECONDITION, DY_WIRE_REASON_INPUT_CONFLICT);
+    assert_false(s_exists(p));
     /* Each commit left one audit row, and the chain verifies. */
     int64_t bad = -1, rows = 0;
     assert_int_equal(dy_audit_verify(f->st, &bad, &rows), 0);
@@ -370,6 +376,11 @@ static void test_advance_setup_inputs(void **state)
     assert_int_equal(dy_store_end(f->st, COMP, NULL, 13, DY_END_FAILED, "test", &changed), 0);
     dy_coord_advance_header(&f->ctx, "duchies/worker1", b.data, b.len, &r);
     s_expect(&r, DY_WIRE_STATUS_FAILED_PRECONDITION, DY_WIRE_REASON_COMPUTATION_ENDED);
+    /* ... also for a malformed body that reached the commit (the stage rule comes first). */
+    p = s_spool(f, 100, 5, sha);
+    dy_coord_advance_commit(&f->ctx, "duchies/worker1", b.data, b.len, p, 100, sha, &r);
+    s_expect(&r, DY_WIRE_STATUS_FAILED_PRECONDITION, DY_WIRE_REASON_COMPUTATION_ENDED);
+    assert_false(s_exists(p));
 
     dy_coord_reply_clear(&r);
     dy_buf_free(&b);
