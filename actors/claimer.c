@@ -380,7 +380,8 @@ static void s_start(s_claimer_t *c, s_work_t *w)
     dy_claim_env_t env = {.duchy_id = cfg->id, .blob_root = root,
                           .master_key_file = cfg->master_key_file, .trusted_ca = cfg->trusted_ca,
                           .parties = cfg->parties, .certificate_dir = cdir,
-                          .threads = (int)cfg->mill_threads};
+                          .threads = (int)cfg->mill_threads,
+                          .max_register_count = (int64_t)(cfg->max_upload / 4)};
     snprintf(w->job_id, sizeof(w->job_id), "%s/%d/%lld", w->lease.computation, w->lease.stage,
              (long long)w->lease.attempt);
     dy_buf_t job = {0};

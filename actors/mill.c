@@ -742,6 +742,15 @@ static int s_hmss_shuffle(s_mill_t *m)
             if (rc == 0 && count <= 0)
                 rc = s_fail(m, DY_OUTCOME_PERMFAIL, "bad_length", "requisition %s: register count",
                             r->id);
+            /* The count sizes the expansion of the seed: bound it as an upload of that
+             * share here would be (gateway.max_upload), before anything is allocated,
+             * rather than leave it to the memory limit (a transient out_of_memory,
+             * retried). */
+            if (rc == 0 && h->max_register_count > 0 && count > h->max_register_count)
+                rc = s_fail(m, DY_OUTCOME_PERMFAIL, "register_count_too_large",
+                            "requisition %s: register count %" PRId64 " above %" PRId64
+                            " (gateway.max_upload / 4)",
+                            r->id, count, (int64_t)h->max_register_count);
             shares[i].seed = seeds[i];
             shares[i].registers = (size_t)count;
         }

@@ -276,6 +276,7 @@ int dy_claim_build_job(dy_store_t *st, const dy_details_t *d, const dy_claim_env
         h.trusted_ca = (char *)env->trusted_ca;
         h.parties = (char *)env->parties;
         h.certificate_dir = (char *)env->certificate_dir;
+        h.max_register_count = env->max_register_count;
         if (d->nrequisitions > MAXR)
             rc = s_why(errbuf, errlen, -EINVAL, "too many requisitions");
         for (size_t i = 0; rc == 0 && i < d->nrequisitions; i++) {

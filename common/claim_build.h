@@ -20,6 +20,7 @@ typedef struct {
     const char *parties;
     const char *certificate_dir; /* <dir>/<certificate name>.pem (HMSS) */
     int threads;                 /* mill threads */
+    int64_t max_register_count;  /* HMSS: gateway.max_upload / 4; 0 = no bound */
 } dy_claim_env_t;
 
 /* The output slots the stage records for the role ("secrets" and

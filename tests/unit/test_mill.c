@@ -595,6 +595,7 @@ static void s_hmss_params(s_fix_t *f, s_hp_t *p, int d, int stage, bool reach_on
     p->h.trusted_ca = p->ca;
     p->h.parties = p->parties;
     p->h.certificate_dir = p->certdir;
+    p->h.max_register_count = H_R; /* the bound itself is allowed */
     for (int e = 0; e < S_NREQ; e++) {
         Halo__Internal__V1__HmssRequisition *r = &p->rq[e];
         halo__internal__v1__hmss_requisition__init(r);
@@ -651,7 +652,7 @@ static void s_mkpki(s_fix_t *f)
 /* What s_hmss_run breaks: nothing, requisition 1's seed ciphertext (FNA cannot decrypt it),
  * requisition 1's seed signed by EDP e0 instead of e1 (FNA's signature check), or
  * requisition 2's share one register short (FNA's register count check). */
-typedef enum { H_OK, H_TAMPER_SEED, H_WRONG_SIGNER, H_SHORT_SHARE } s_hmss_fault_t;
+typedef enum { H_OK, H_TAMPER_SEED, H_WRONG_SIGNER, H_SHORT_SHARE, H_HUGE_COUNT } s_hmss_fault_t;
 
 static void s_hmss_run(s_fix_t *f, bool reach_only, s_hmss_fault_t fault)
 {
@@ -699,6 +700,8 @@ static void s_hmss_run(s_fix_t *f, bool reach_only, s_hmss_fault_t fault)
     for (int d = 0; d < 2; d++) {
         s_hp_t p;
         s_hmss_params(f, &p, d, 4, reach_only, seed_ct);
+        if (fault == H_HUGE_COUNT && d == 1) /* the SNA forwards r1's seed with 2^40 */
+            p.rq[1].register_count = (int64_t)1 << 40;
         s_res_t r = s_mill(f, d, &p.prm, &sec[d], 1, 1);
         s_expect_ok(&r);
         setup[d] = *s_out(&r, "output");
@@ -719,7 +722,11 @@ static void s_hmss_run(s_fix_t *f, bool reach_only, s_hmss_fault_t fault)
         if (fault != H_OK && d == 0) { /* requisition 1's seed and 2's share are at FNA */
             assert_int_equal(r.outcome, DY_OUTCOME_PERMFAIL);
             /* the reason names the cause and the requisition(s) */
-            if (fault == H_SHORT_SHARE) {
+            if (fault == H_HUGE_COUNT) {
+                /* refused before the expansion allocates: not out_of_memory, not retried */
+                assert_string_equal(r.code, "register_count_too_large");
+                assert_non_null(strstr(r.message, "requisition r1: register count 1099511627776"));
+            } else if (fault == H_SHORT_SHARE) {
                 assert_string_equal(r.code, "share_inconsistent");
                 assert_non_null(strstr(r.message, "requisition r0 has 64"));
                 assert_non_null(strstr(r.message, "requisition r2 63"));
@@ -811,6 +818,15 @@ static void test_hmss_short_share(void **state)
     s_fix_t *f = *state;
     s_need_mill(f);
     s_hmss_run(f, false, H_SHORT_SHARE);
+}
+
+/* A peer-forwarded register count above max_register_count (gateway.max_upload / 4):
+ * register_count_too_large at once, where it was bounded only by the mill's memory limit. */
+static void test_hmss_huge_count(void **state)
+{
+    s_fix_t *f = *state;
+    s_need_mill(f);
+    s_hmss_run(f, false, H_HUGE_COUNT);
 }
 
 /* A job that is not a frame: TEMPFAIL bad_job, still a typed result. */
@@ -952,6 +968,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hmss_tampered_seed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hmss_wrong_signer, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hmss_short_share, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_hmss_huge_count, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
