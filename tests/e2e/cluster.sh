@@ -106,10 +106,13 @@ limit() {
     if ((l < $1)); then echo "$l"; else echo "$1"; fi
 }
 
-# up REACH: the federation, every actor of every duchy ready
+# up REACH: the federation, every actor of every duchy ready.  The Kingdom ends every
+# stream after 2 s, so each herald reopens from its token several times per case (under
+# ASan+UBSan in CI: the reader thread's hand-over is where a use-after-free once hid).
 up() {
     timeout "$(limit 120)" "$SRC/tools/federation" up --dir "$T" --edps 3 --population 20000 \
-        --reach "$1" --seed 7 --lease 6s --backoff-scale 0.02 --json >"$T/up.json" 2>"$T/up.err" ||
+        --reach "$1" --seed 7 --lease 6s --backoff-scale 0.02 --kingdom-stream-max 2s \
+        --json >"$T/up.json" 2>"$T/up.err" ||
         { cat "$T/up.err"; note_sids; fail "federation up"; }
     note_sids
     [[ $(tail -n 1 "$T/up.json") == \{* ]] || fail "federation up printed no JSON"
