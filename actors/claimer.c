@@ -204,8 +204,12 @@ static void s_fail_temp(s_claimer_t *c, s_work_t *w, const char *code, const cha
 {
     char err[400];
     snprintf(err, sizeof(err), "%s: %s", code, msg);
-    snprintf(w->code, sizeof(w->code), "%s", code);
-    snprintf(w->message, sizeof(w->message), "%s", msg);
+    /* The caller may pass w->code and w->message themselves (a FAIL to retry): copying a
+     * string onto itself with snprintf is undefined, and glibc's empties it. */
+    if (code != w->code)
+        snprintf(w->code, sizeof(w->code), "%s", code);
+    if (msg != w->message)
+        snprintf(w->message, sizeof(w->message), "%s", msg);
     int64_t retry = 0;
     int rc = dy_store_fail_transient(c->store, &w->lease, err, &retry);
     if (rc == DY_STORE_E_EXHAUSTED) {
@@ -485,8 +489,11 @@ static int s_on_reply(zloop_t *loop, zsock_t *sock, void *arg)
     if (w->state == W_FAILING) {
         if (ok || perm) { /* FAIL reported (or the Kingdom says it already ended) */
             bool changed = false;
+            /* "code: message", as a transient failure's attempt row has it. */
+            char err[400];
+            snprintf(err, sizeof(err), "%s: %s", w->code, w->message);
             int rc = dy_store_end(c->store, w->lease.computation, &w->lease,
-                                  dy_stage_complete(w->lease.protocol), DY_END_FAILED, w->message,
+                                  dy_stage_complete(w->lease.protocol), DY_END_FAILED, err,
                                   &changed);
             log_info_c(&w->lc, "computation ended FAILED%s", rc == 0 ? "" : " (lease lost first)");
             s_drop(c, w);

@@ -714,29 +714,36 @@ static void s_housekeeping(dy_actor_t *a, void *arg)
 {
     s_coord_t *co = arg;
     int64_t now = dy_now_ms();
-    s_pending_t *p = zlistx_first(co->pending);
-    while (p) {
-        s_pending_t *next = zlistx_next(co->pending);
-        if (now > p->deadline_ms) {
-            dy_coord_reply_t r = {0};
-            dy_coord_fulfill_kingdom_done(&co->ctx, &p->k, DY_WIRE_STATUS_UNAVAILABLE,
-                                          "the participant did not answer in time", &r);
-            s_gateway_reply(co, p->gateway, p->request_id, p->call_id, &r);
-            dy_coord_reply_clear(&r);
-            zlistx_delete(co->pending, zlistx_find(co->pending, p));
-        }
-        p = next;
+    /* No saved "next" across a deletion: zlistx_find moves the list's cursor to the item
+     * and zlistx_delete moves it back one, so a "next" taken before them can be the very
+     * item deleted (a use-after-free when two neighbours expire in one tick).  The
+     * deletion happens through the cursor, and the following zlistx_next is then the
+     * item after it. */
+    for (s_pending_t *p = zlistx_first(co->pending); p; p = zlistx_next(co->pending)) {
+        if (now <= p->deadline_ms)
+            continue;
+        dy_coord_reply_t r = {0};
+        dy_coord_fulfill_kingdom_done(&co->ctx, &p->k, DY_WIRE_STATUS_UNAVAILABLE,
+                                      "the participant did not answer in time", &r);
+        s_gateway_reply(co, p->gateway, p->request_id, p->call_id, &r);
+        dy_coord_reply_clear(&r);
+        zlistx_delete(co->pending, zlistx_cursor(co->pending));
     }
-    s_effects_t *e = zlistx_first(co->effects);
-    while (e) {
-        s_effects_t *next = zlistx_next(co->effects);
-        for (size_t i = 0; i < e->nw; i++)
-            if (!e->w[i].done && e->w[i].sp && dy_spawn_expired(e->w[i].sp)) {
-                dy_spawn_kill(e->w[i].sp);
-                s_worker_end(co, e, &e->w[i], true); /* may free e */
-                break;
-            }
-        e = next;
+    /* s_worker_end may finish and free a send (find + delete inside): start over after
+     * each one that ended; a finished worker is marked done, so the scan ends. */
+    bool again = true;
+    while (again) {
+        again = false;
+        for (s_effects_t *e = zlistx_first(co->effects); e && !again;
+             e = zlistx_next(co->effects)) {
+            for (size_t i = 0; i < e->nw; i++)
+                if (!e->w[i].done && e->w[i].sp && dy_spawn_expired(e->w[i].sp)) {
+                    dy_spawn_kill(e->w[i].sp);
+                    s_worker_end(co, e, &e->w[i], true); /* may free e */
+                    again = true;
+                    break;
+                }
+        }
     }
     dy_actor_gauge(a, "pending_kingdom", (int64_t)zlistx_size(co->pending));
     dy_actor_gauge(a, "sends_running", (int64_t)zlistx_size(co->effects));

@@ -67,8 +67,12 @@
 
 /* ---- the reader thread ------------------------------------------------------------------ */
 
+/* What the reader thread touches, and nothing else: not the actor's config, which a
+ * SIGHUP replaces and the exit path frees on the loop thread while the reader may still
+ * be running. */
 typedef struct {
-    const dy_duchy_config_t *cfg; /* borrowed, immutable */
+    dy_kc_t *kc;                  /* owned by the reader: made in main, never destroyed */
+    int idle_ms;                  /* kingdom.stream_idle_timeout (not reloadable) */
     int fd_out;                   /* write end: item pointers to the loop */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -126,15 +130,9 @@ static void s_status(s_reader_t *r, const char *fmt, ...)
 static void *s_reader_main(void *arg)
 {
     s_reader_t *r = arg;
-    char err[256] = "";
-    dy_kc_t *kc = NULL;
+    dy_kc_t *kc = r->kc;
     int backoff_ms = 500;
     for (;;) {
-        if (kc == NULL && (kc = dy_kc_new(r->cfg, err, sizeof(err))) == NULL) {
-            s_status(r, "Kingdom client: %s", err);
-            poll(NULL, 0, 30000);
-            continue;
-        }
         dy_rpc_status_t st;
         dy_rpc_client_t *c = dy_kc_client(kc, &st);
         SYS(StreamActiveComputationsRequest) rq = SYSE(STREAM_ACTIVE_COMPUTATIONS_REQUEST__INIT);
@@ -147,7 +145,7 @@ static void *s_reader_main(void *arg)
             backoff_ms = backoff_ms * 2 > 30000 ? 30000 : backoff_ms * 2;
             continue;
         }
-        int idle = r->cfg->kingdom_stream_idle_ms > 0 ? (int)r->cfg->kingdom_stream_idle_ms : 60000;
+        int idle = r->idle_ms;
         for (;;) {
             ProtobufCMessage *msg = NULL;
             int rc = dy_rpc_stream_next(c, &SYSD(stream_active_computations_response), &msg, idle,
@@ -726,7 +724,10 @@ int main(int argc, char **argv)
     /* The resume point: the persisted token (none: from the start). */
     uint8_t tokbuf[DY_STORE_TOKEN_MAX];
     dy_token_t tok;
-    h.reader.cfg = h.cfg;
+    if ((h.reader.kc = dy_kc_new(h.cfg, err, sizeof(err))) == NULL)
+        fatal_config("Kingdom client: %s", err);
+    h.reader.idle_ms =
+        h.cfg->kingdom_stream_idle_ms > 0 ? (int)h.cfg->kingdom_stream_idle_ms : 60000;
     if ((rc = dy_store_token_get(h.store, tokbuf, sizeof(tokbuf) - 1, &tok)) == 0) {
         memcpy(h.reader.token, tok.token, tok.token_len);
         h.reader.token[tok.token_len] = '\0';

@@ -331,6 +331,10 @@ dy_actor_t *dy_actor_new(const char *name, int argc, char **argv, const dy_actor
         (void)setvbuf(zlog, NULL, _IOLBF, 0);
         zsys_set_logstream(zlog);
     }
+    /* The flags are cleared before the handlers go in: a SIGTERM delivered in between
+     * must not be lost. */
+    s_sig_term = 0;
+    s_sig_hup = 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = s_on_signal;
@@ -339,8 +343,6 @@ dy_actor_t *dy_actor_new(const char *name, int argc, char **argv, const dy_actor
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    s_sig_term = 0;
-    s_sig_hup = 0;
 
     s_runtime_dir(self->cfg.runtime_dir);
 

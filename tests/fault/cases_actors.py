@@ -11,7 +11,8 @@ import os
 import signal
 import time
 
-from faultlib import case, CaseFailed, DUCHIES, alive, now, reached, stage_number
+from faultlib import (case, CaseFailed, DUCHIES, alive, kingdom_id, now, processes, reached,
+                      stage_number)
 
 
 def kill_actor(c, duchy, name):
@@ -287,3 +288,73 @@ def kingdom_stream_reopen(c):
                if '"proc":"herald"' in line and "malformed" in line]
         if bad:
             c.violation(f"{d}: the herald reopened with a bad token: {bad[0][-160:].strip()}")
+
+
+def coordinator_pending(c, duchy):
+    """The coordinator's pending_kingdom gauge (FulfillRequisition commits waiting for the
+    participant's Kingdom call), or None if the status does not answer."""
+    st = c.ctl(duchy, "status", check=False) or {}
+    v = ((st.get("counters") or {}).get("coordinator") or {}).get("pending_kingdom")
+    return int(v) if v is not None else None
+
+
+@case("participant-stalled", limit=200, budget=60,
+      doc="SIGSTOP every participant while the EDPs upload (two fulfilments at one NA): "
+          "the coordinator answers each held upload UNAVAILABLE at its deadline without "
+          "crashing, the EDPs retry, and after SIGCONT the measurement SUCCEEDS")
+def participant_stalled(c):
+    # kingdom.call_timeout 2 s: a held FulfillRequisition is answered at 2 + 5 s.
+    c.up(sets=["kingdom.call_timeout=2s"])
+    edps = [pid for pid, _, cmd in processes_of(c, "duchy-edp")]
+    if len(edps) != 3:
+        raise CaseFailed(f"expected 3 EDP processes, found {len(edps)}")
+    for p in edps:
+        c.stop(p)
+    cid = c.create("hmss")
+    kid = kingdom_id(cid)
+    # Kingdom state 2 = PENDING_REQUISITION_FULFILLMENT: every participant has set its
+    # params, and the (stopped) EDPs would upload next.
+    c.wait_until(lambda: (c.kq("SELECT state FROM computations WHERE id = ?", (kid,)) or
+                          [(0,)])[0][0] == 2, 60, "the Kingdom to await fulfilments")
+    coords = {d: c.actor_pid(d, "duchy-coordinator") for d in DUCHIES}
+    parts = {d: c.actor_pid(d, "duchy-participant") for d in DUCHIES}
+    c.fault_begin("SIGSTOP to every participant while the EDPs upload")
+    for d, p in parts.items():
+        c.stop(p)
+    for p in edps:
+        c.cont(p)
+    # HMSS assigns requisitions by id parity: one NA holds two.
+    held = {}
+    def two_held():
+        for d in ("worker1", "worker2"):
+            held[d] = coordinator_pending(c, d) or 0
+        return max(held.values()) >= 2
+    c.wait_until(two_held, 20, "two uploads held at one coordinator")
+    c.notes.append(f"held uploads: {held}")
+    # Both expire together (call_timeout + 5 s, one housekeeping tick): each answered
+    # UNAVAILABLE, the list walked safely.
+    def drained():
+        return all((coordinator_pending(c, d) or 0) == 0 for d in ("worker1", "worker2"))
+    c.wait_until(drained, 20, "the held uploads to be answered at their deadline")
+    for d, p in parts.items():
+        c.cont(p)
+    c.fault_end()
+    c.wait_result(cid)
+    for d, p in coords.items():
+        if c.actor_pid(d, "duchy-coordinator") != p:
+            c.violation(f"{d}: the coordinator restarted ({p} -> "
+                        f"{c.actor_pid(d, 'duchy-coordinator')})")
+    unavailable = sum(1 for e in range(1, 4)
+                      for line in open(os.path.join(c.dir, "logs", f"edp{e}.log"),
+                                       errors="replace")
+                      if "UNAVAILABLE" in line)
+    c.notes.append(f"EDP uploads answered UNAVAILABLE: {unavailable}")
+    if unavailable < 2:
+        c.violation(f"the EDPs saw {unavailable} UNAVAILABLE answers (>= 2 expected)")
+    no_duplicates(c, cid)
+
+
+def processes_of(c, name):
+    """[(pid, ppid, cmdline)] of this federation's processes whose program is NAME."""
+    return [(pid, ppid, cmd) for pid, ppid, cmd in processes()
+            if os.path.basename(cmd.split(" ")[0]) == name and c.dir in cmd]
