@@ -116,6 +116,7 @@ static const char *const s_migrations[] = {
 
 typedef enum {
     S_BEGIN,
+    S_BEGIN_READ,
     S_COMMIT,
     S_ROLLBACK,
     S_SAVEPOINT,
@@ -153,6 +154,7 @@ typedef enum {
 
 static const char *const s_sql[_S_MAX] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN", /* deferred: a read-only check takes no write lock */
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_SAVEPOINT] = "SAVEPOINT dy_op",
@@ -420,6 +422,14 @@ static int s_enter(s_sqlite_t *sq)
     return s_simple(sq, sq->base.tx_depth > 0 ? S_SAVEPOINT : S_BEGIN);
 }
 
+/* The same for an operation that only reads: a deferred transaction, one consistent
+ * snapshot without the write lock, so a check never waits behind (or is refused by) a
+ * writer of another process that holds the lock, e.g. one stopped mid-transaction. */
+static int s_enter_read(s_sqlite_t *sq)
+{
+    return s_simple(sq, sq->base.tx_depth > 0 ? S_SAVEPOINT : S_BEGIN_READ);
+}
+
 /* Closes it: commits (releases) when rc >= 0, else rolls back.  Returns rc,
  * or the commit's error. */
 static int s_leave(s_sqlite_t *sq, int rc)
@@ -582,6 +592,22 @@ static int s_end_attempt(s_sqlite_t *sq, const char *comp, int stage, int64_t at
     return s_done(s);
 }
 
+/* The claim candidates' query with its parameters bound; NULL with *rc set. */
+static sqlite3_stmt *s_claim_select(s_sqlite_t *sq, const dy_stage_ref_t *prio, size_t n_prio,
+                                    int64_t now, size_t max, int *rc)
+{
+    sqlite3_stmt *s = s_stmt(sq, S_CLAIM_SELECT, rc);
+    if (!s)
+        return NULL;
+    sqlite3_bind_int64(s, 1, now);
+    for (size_t i = 0; i < n_prio; i++) {
+        sqlite3_bind_int(s, 2 + 2 * (int)i, prio[i].protocol);
+        sqlite3_bind_int(s, 3 + 2 * (int)i, prio[i].stage);
+    }
+    sqlite3_bind_int64(s, 18, (sqlite3_int64)max);
+    return s;
+}
+
 static int s_claim_body(s_sqlite_t *sq, const char *owner, const dy_stage_ref_t *prio,
                         size_t n_prio, int64_t lease_us, int64_t now, dy_lease_t *ret, size_t max,
                         size_t *ret_n)
@@ -591,15 +617,9 @@ static int s_claim_body(s_sqlite_t *sq, const char *owner, const dy_stage_ref_t 
         return -ENOMEM;
     size_t n = 0;
     int rc = 0;
-    sqlite3_stmt *s = s_stmt(sq, S_CLAIM_SELECT, &rc);
+    sqlite3_stmt *s = s_claim_select(sq, prio, n_prio, now, max, &rc);
     if (!s)
         goto out;
-    sqlite3_bind_int64(s, 1, now);
-    for (size_t i = 0; i < n_prio; i++) {
-        sqlite3_bind_int(s, 2 + 2 * (int)i, prio[i].protocol);
-        sqlite3_bind_int(s, 3 + 2 * (int)i, prio[i].stage);
-    }
-    sqlite3_bind_int64(s, 18, (sqlite3_int64)max);
     while (n < max && (rc = s_step(s)) == 1) {
         s_candidate_t *c = &cand[n++];
         s_copy_text(c->id, sizeof(c->id), s, 0);
@@ -671,7 +691,21 @@ static int s_claim(dy_store_t *st, const char *owner, const dy_stage_ref_t *prio
                    int64_t lease_us, int64_t now, dy_lease_t *ret, size_t max, size_t *ret_n)
 {
     s_sqlite_t *sq = s_of(st);
-    int rc = s_enter(sq);
+    int rc = 0;
+    if (sq->base.tx_depth == 0) {
+        /* Claimers poll several times a second; most polls find nothing.  Look first
+         * without the write lock (an autocommit read), and take it only when there is
+         * something to claim: the candidates are selected again under the lock, and the
+         * version-fenced update settles any race. */
+        sqlite3_stmt *s = s_claim_select(sq, prio, n_prio, now, max, &rc);
+        if (!s)
+            return rc;
+        rc = s_step(s);
+        sqlite3_reset(s);
+        if (rc <= 0)
+            return rc; /* 0: nothing claimable; or the error */
+    }
+    rc = s_enter(sq);
     if (rc < 0)
         return rc;
     rc = s_claim_body(sq, owner, prio, n_prio, lease_us, now, ret, max, ret_n);
@@ -1110,7 +1144,8 @@ static int s_receive(dy_store_t *st, const dy_receive_rule_t *rule, const dy_blo
                      int64_t now, dy_receive_result_t *ret)
 {
     s_sqlite_t *sq = s_of(st);
-    int rc = s_enter(sq);
+    /* Without a blob it is the header check: s_receive_body only reads. */
+    int rc = blob ? s_enter(sq) : s_enter_read(sq);
     if (rc < 0)
         return rc;
     return s_leave(sq, s_receive_body(sq, rule, blob, now, ret));
