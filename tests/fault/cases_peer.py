@@ -51,7 +51,7 @@ def hold_worker1_setup(c, cid):
     claimer = c.actor_pid("worker1", "duchy-claimer-1")
     c.wait_stage("worker1", cid, reached(6), timeout=90,
                  what="SETUP_PHASE", poll=0.002)
-    c.stop(claimer)
+    c.stop_outside_tx(claimer, "worker1")
     if c.stage_of("worker1", cid) != 6:
         raise CaseFailed(f"worker1 already past SETUP_PHASE (stage {c.stage_of('worker1', cid)})")
     c.wait_until(lambda: c.dq("aggregator", "SELECT count(*) FROM blobs WHERE computation = ? "

@@ -39,7 +39,7 @@ def claimer_lease_takeover(c):
     stage, attempt = w["stage"], w["attempt"]
     snum = stage_number(1, stage)
     c.fault_begin(f"SIGSTOP claimer {ppid} (its mill {pid}: {stage} attempt {attempt})")
-    c.stop(ppid)
+    c.stop_outside_tx(ppid, "aggregator")
     # the other claimer takes the stage over once the lease (3 s) expired
     c.wait_until(lambda: any(s == snum and a > attempt for s, a, o, e, err
                              in c.attempts("aggregator", cid)), 40,

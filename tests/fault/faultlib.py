@@ -279,6 +279,32 @@ class Case:
         self.held.add(pid)
         self.kill(pid, signal.SIGSTOP)
 
+    def stop_outside_tx(self, pid, duchy, tries=200):
+        """SIGSTOP pid, but not while it holds DUCHY's store write lock (the WAL write
+        lock: a POSIX lock on byte 120 of duchy.db-shm, see /proc/locks): a process frozen
+        mid-transaction blocks every writer of the duchy, which is another fault than the
+        one a case means (a claimer frozen between its store calls).  Re-stopped a few
+        milliseconds later until it is outside; the tries are noted."""
+        shm = os.path.join(self.dir, duchy, "data", "duchy.db-shm")
+        for i in range(tries):
+            self.stop(pid)
+            try:
+                ino = os.stat(shm).st_ino
+                with open("/proc/locks") as f:
+                    locked = any(len(w) >= 8 and w[4] == str(pid) and
+                                 w[5].rsplit(":", 1)[-1] == str(ino) and w[6] == "120"
+                                 for w in (line.split() for line in f))
+            except OSError:
+                locked = False
+            if not locked:
+                if i:
+                    self.notes.append(f"pid {pid} stopped outside a store transaction "
+                                      f"after {i} retr{'y' if i == 1 else 'ies'}")
+                return
+            self.cont(pid)
+            time.sleep(0.003)
+        raise CaseFailed(f"pid {pid} kept {duchy}'s store write lock through {tries} stops")
+
     def cont(self, pid):
         self.held.discard(pid)
         self.kill(pid, signal.SIGCONT)
